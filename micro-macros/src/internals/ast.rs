@@ -1,0 +1,497 @@
+//! The service as the macro understands it: the impl block's self type and
+//! the handler methods, each already in the shape the contract requires.
+//!
+//! Anything that does not have that shape is reported here, on its own token,
+//! and left out of the service so that generation only sees handlers it can
+//! serve.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote};
+use syn::ext::IdentExt;
+use syn::{
+    FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, Item, ItemImpl, PatType, PathArguments,
+    ReturnType, Type, Visibility,
+};
+
+use super::{Ctxt, attr};
+
+pub(crate) struct Service<'a> {
+    pub(crate) self_ty: &'a Type,
+    /// The self type's name: `Greeter` in `impl Greeter`.
+    pub(crate) ident: &'a Ident,
+    pub(crate) attrs: attr::Service,
+    pub(crate) endpoints: Vec<Endpoint<'a>>,
+}
+
+pub(crate) struct Endpoint<'a> {
+    pub(crate) method: &'a ImplItemFn,
+    pub(crate) ident: &'a Ident,
+    /// `Greeter.SayHello`.
+    pub(crate) wire_name: String,
+    pub(crate) takes_ctx: bool,
+    pub(crate) request: Option<Request<'a>>,
+    /// `T` in `Result<T, E>`.
+    pub(crate) response: &'a Type,
+    /// `E` in `Result<T, E>`; absent for `micro::Result<T>`.
+    pub(crate) error: Option<&'a Type>,
+    /// The whole return type, where a bad error type is reported.
+    pub(crate) output: &'a Type,
+}
+
+pub(crate) struct Request<'a> {
+    /// The handler's binding, reused for the client parameter when it is a
+    /// plain name.
+    pub(crate) name: Option<&'a Ident>,
+    pub(crate) ty: &'a Type,
+}
+
+impl Request<'_> {
+    /// `_: ()` says "no request" as plainly as leaving it out, and the client
+    /// treats both alike: its method takes no argument.
+    pub(crate) fn is_unit(&self) -> bool {
+        matches!(self.ty, Type::Tuple(tuple) if tuple.elems.is_empty())
+    }
+}
+
+impl<'a> Service<'a> {
+    /// Reads the attribute arguments and the item. `None` when the item as a
+    /// whole cannot become a service; its methods are still read so that their
+    /// errors show up in the same build.
+    pub(crate) fn from_ast(cx: &Ctxt, args: TokenStream, item: &'a Item) -> Option<Self> {
+        let attrs = attr::Service::from_args(cx, args);
+        let Item::Impl(item) = item else {
+            cx.error_spanned_by(
+                item_head(item),
+                "`#[micro::service]` goes on the `impl` block that holds the handlers: \
+                 `#[micro::service] impl Greeter { … }`",
+            );
+            return None;
+        };
+        let ident = self_type_name(cx, item);
+        let type_name = ident.map_or_else(String::new, |ident| ident.unraw().to_string());
+        let endpoints = item
+            .items
+            .iter()
+            .filter_map(|member| match member {
+                ImplItem::Fn(method) => Endpoint::from_ast(cx, &type_name, method),
+                ImplItem::Const(c) => reject_micro_attrs(cx, &c.attrs),
+                ImplItem::Type(t) => reject_micro_attrs(cx, &t.attrs),
+                ImplItem::Macro(m) => reject_micro_attrs(cx, &m.attrs),
+                _ => None,
+            })
+            .collect();
+        Some(Service {
+            self_ty: &item.self_ty,
+            ident: ident?,
+            attrs,
+            endpoints,
+        })
+    }
+}
+
+fn reject_micro_attrs<T>(cx: &Ctxt, attrs: &[syn::Attribute]) -> Option<T> {
+    attr::reject_on_non_method(cx, attrs);
+    None
+}
+
+/// The name of an inherent impl's concrete self type, or `None` after
+/// reporting why there is none.
+fn self_type_name<'a>(cx: &Ctxt, item: &'a ItemImpl) -> Option<&'a Ident> {
+    let mut ok = true;
+    if let Some((_, path, _)) = &item.trait_ {
+        cx.error_spanned_by(
+            path,
+            "`#[micro::service]` goes on an inherent impl block (`impl Greeter { … }`), \
+             not on a trait impl; move the handlers into an inherent impl",
+        );
+        ok = false;
+    }
+    let generics = &item.generics;
+    if !generics.params.is_empty() || generics.where_clause.is_some() {
+        let tokens = if generics.params.is_empty() {
+            generics.where_clause.to_token_stream()
+        } else {
+            generics.to_token_stream()
+        };
+        cx.error_spanned_by(
+            tokens,
+            "`#[micro::service]` cannot serve a generic impl block: the routing table and \
+             the client need one concrete type; write the impl for a concrete type, \
+             e.g. `impl Greeter<String>`",
+        );
+        ok = false;
+    }
+    let ident = match &*item.self_ty {
+        Type::Path(path) if path.qself.is_none() => path.path.segments.last().map(|s| &s.ident),
+        _ => None,
+    };
+    if ident.is_none() {
+        cx.error_spanned_by(
+            &item.self_ty,
+            "`#[micro::service]` needs a named type to serve: `impl Greeter { … }`",
+        );
+    }
+    ident.filter(|_| ok)
+}
+
+/// The tokens that name an item, so an error does not underline a whole body.
+fn item_head(item: &Item) -> TokenStream {
+    fn head(keyword: impl ToTokens, name: &Ident) -> TokenStream {
+        quote!(#keyword #name)
+    }
+    match item {
+        Item::Struct(s) => head(s.struct_token, &s.ident),
+        Item::Enum(e) => head(e.enum_token, &e.ident),
+        Item::Union(u) => head(u.union_token, &u.ident),
+        Item::Trait(t) => head(t.trait_token, &t.ident),
+        Item::Mod(m) => head(m.mod_token, &m.ident),
+        Item::Fn(f) => head(f.sig.fn_token, &f.sig.ident),
+        item => item.to_token_stream(),
+    }
+}
+
+/// How every signature error ends: the way out for a method that was never
+/// meant to be an endpoint.
+pub(crate) const KEEP_OUT: &str =
+    "make it private or mark it `#[micro(skip)]` to keep it out of the service";
+
+impl<'a> Endpoint<'a> {
+    /// `None` for methods that are not endpoints (private or skipped) and for
+    /// endpoints without the handler shape, after reporting every reason.
+    fn from_ast(cx: &Ctxt, type_name: &str, method: &'a ImplItemFn) -> Option<Self> {
+        let attrs = attr::Method::from_attrs(cx, &method.attrs);
+        if matches!(method.vis, Visibility::Inherited) || attrs.skip {
+            return None;
+        }
+        let sig = &method.sig;
+        // Each check runs even after another failed, so that one build shows
+        // everything wrong with the method.
+        let checks = [
+            is_async(cx, sig),
+            plain_fn(cx, sig),
+            not_generic(cx, sig),
+            has_receiver(cx, sig),
+        ];
+        let arguments = arguments(cx, sig);
+        let output = output(cx, sig);
+        if checks.contains(&false) {
+            return None;
+        }
+        let (takes_ctx, request) = arguments?;
+        let (response, error, output) = output?;
+        Some(Endpoint {
+            method,
+            ident: &sig.ident,
+            wire_name: format!("{type_name}.{}", camel_case(&sig.ident)),
+            takes_ctx,
+            request,
+            response,
+            error,
+            output,
+        })
+    }
+}
+
+fn is_async(cx: &Ctxt, sig: &syn::Signature) -> bool {
+    if sig.asyncness.is_some() {
+        return true;
+    }
+    let (fn_token, name) = (&sig.fn_token, &sig.ident);
+    cx.error_spanned_by(
+        quote!(#fn_token #name),
+        format_args!("endpoint `{name}` must be an `async fn`: add `async`, or {KEEP_OUT}"),
+    );
+    false
+}
+
+/// No `unsafe`, `extern` or variadics: nothing a remote caller could honour.
+fn plain_fn(cx: &Ctxt, sig: &syn::Signature) -> bool {
+    let name = &sig.ident;
+    let mut ok = true;
+    if let Some(unsafety) = &sig.unsafety {
+        cx.error_spanned_by(
+            unsafety,
+            format_args!(
+                "endpoint `{name}` cannot be `unsafe`: a remote caller cannot uphold its \
+                 safety contract; {KEEP_OUT}"
+            ),
+        );
+        ok = false;
+    }
+    if let Some(abi) = &sig.abi {
+        cx.error_spanned_by(
+            abi,
+            format_args!("endpoint `{name}` cannot have an `extern` ABI; remove it, or {KEEP_OUT}"),
+        );
+        ok = false;
+    }
+    if let Some(variadic) = &sig.variadic {
+        cx.error_spanned_by(
+            variadic,
+            format_args!("endpoint `{name}` cannot be variadic; {KEEP_OUT}"),
+        );
+        ok = false;
+    }
+    ok
+}
+
+fn not_generic(cx: &Ctxt, sig: &syn::Signature) -> bool {
+    let generics = &sig.generics;
+    let tokens = if !generics.params.is_empty() {
+        generics.to_token_stream()
+    } else if let Some(where_clause) = &generics.where_clause {
+        where_clause.to_token_stream()
+    } else {
+        return true;
+    };
+    cx.error_spanned_by(
+        tokens,
+        format_args!(
+            "endpoint `{}` cannot be generic: an endpoint has one concrete request and reply \
+             type on the wire; {KEEP_OUT}",
+            sig.ident,
+        ),
+    );
+    false
+}
+
+fn has_receiver(cx: &Ctxt, sig: &syn::Signature) -> bool {
+    let name = &sig.ident;
+    let receiver = match sig.inputs.first() {
+        Some(FnArg::Receiver(receiver)) => receiver,
+        _ => {
+            cx.error_at(
+                sig.paren_token.span.join(),
+                format_args!(
+                    "endpoint `{name}` needs `&self` or `&mut self` as its first parameter: \
+                     handlers run on the service value inside its actor; {KEEP_OUT}"
+                ),
+            );
+            return false;
+        }
+    };
+    let by_value = "use `&self` or `&mut self`: the service value lives in its actor";
+    if receiver.colon_token.is_some() {
+        if is_ref_self(&receiver.ty) {
+            return true;
+        }
+        let ty = type_string(&receiver.ty);
+        cx.error_spanned_by(
+            receiver,
+            format_args!("endpoint `{name}` takes `self: {ty}`; {by_value}"),
+        );
+        return false;
+    }
+    match &receiver.reference {
+        None => {
+            cx.error_spanned_by(
+                receiver,
+                format_args!("endpoint `{name}` takes `self` by value; {by_value}"),
+            );
+            false
+        }
+        Some((_, Some(lifetime))) if lifetime.ident != "_" => {
+            cx.error_spanned_by(
+                lifetime,
+                format_args!(
+                    "endpoint `{name}` names a lifetime on `self`; write plain `&self` or \
+                     `&mut self`: the runtime decides how long a call borrows the service"
+                ),
+            );
+            false
+        }
+        Some(_) => true,
+    }
+}
+
+/// `self: &Self` and `self: &mut Self`, the long spellings of `&self`.
+fn is_ref_self(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => {
+            r.lifetime.is_none()
+                && matches!(&*r.elem, Type::Path(p) if p.qself.is_none() && p.path.is_ident("Self"))
+        }
+        _ => false,
+    }
+}
+
+/// The optional `ctx: &Context` and the optional request, in that order.
+fn arguments<'a>(cx: &Ctxt, sig: &'a syn::Signature) -> Option<(bool, Option<Request<'a>>)> {
+    let name = &sig.ident;
+    let mut args = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(arg) => Some(arg),
+            FnArg::Receiver(_) => None,
+        })
+        .peekable();
+    let mut ok = true;
+
+    let ctx = args.next_if(|arg| is_context(&arg.ty));
+    if let Some(Type::Reference(reference)) = ctx.map(|arg| &*arg.ty) {
+        if let Some(mutability) = &reference.mutability {
+            cx.error_spanned_by(
+                mutability,
+                format_args!(
+                    "endpoint `{name}` takes `&mut Context`; take `&Context`: the call's \
+                     context is shared with the runtime"
+                ),
+            );
+            ok = false;
+        }
+    }
+
+    let request = args.next();
+    if let Some(arg) = request {
+        ok &= request_shape(cx, name, arg);
+    }
+
+    if let Some(extra) = args.next() {
+        if ctx.is_none() && is_context(&extra.ty) {
+            cx.error_spanned_by(
+                extra,
+                format_args!(
+                    "endpoint `{name}` takes the context after its request; put it first: \
+                     `(&self, ctx: &micro::Context, req: Request)`"
+                ),
+            );
+        } else {
+            cx.error_spanned_by(
+                extra,
+                format_args!(
+                    "endpoint `{name}` takes more than one request argument; bundle them \
+                     into one request type, e.g. a struct or a tuple"
+                ),
+            );
+        }
+        ok = false;
+    }
+
+    let request = request.map(|arg| Request {
+        name: match &*arg.pat {
+            // `_req` says "unused" in the handler; the client does use it.
+            syn::Pat::Ident(pat)
+                if pat.subpat.is_none() && !pat.ident.unraw().to_string().starts_with('_') =>
+            {
+                Some(&pat.ident)
+            }
+            _ => None,
+        },
+        ty: &arg.ty,
+    });
+    ok.then_some((ctx.is_some(), request))
+}
+
+fn request_shape(cx: &Ctxt, name: &Ident, arg: &PatType) -> bool {
+    match &*arg.ty {
+        Type::Reference(_) => {
+            cx.error_spanned_by(
+                &arg.ty,
+                format_args!(
+                    "endpoint `{name}` borrows its request; take it by value, \
+                     e.g. `req: HelloRequest`: each call decodes a request of its own"
+                ),
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
+/// `&Context` or `&path::to::Context`: the contract recognises the context by
+/// name, as macros cannot resolve types.
+fn is_context(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => matches!(
+            &*r.elem,
+            Type::Path(p) if p.qself.is_none()
+                && p.path.segments.last().is_some_and(|s| s.ident == "Context")
+        ),
+        _ => false,
+    }
+}
+
+type Output<'a> = (&'a Type, Option<&'a Type>, &'a Type);
+
+/// `Result<T>` or `Result<T, E>`, whatever path leads to `Result`.
+fn output<'a>(cx: &Ctxt, sig: &'a syn::Signature) -> Option<Output<'a>> {
+    let name = &sig.ident;
+    let ReturnType::Type(_, output) = &sig.output else {
+        cx.error_at(
+            sig.paren_token.span.close(),
+            format_args!(
+                "endpoint `{name}` must return `micro::Result<T>`; write \
+                 `-> micro::Result<()>` if it has nothing to reply"
+            ),
+        );
+        return None;
+    };
+    match result_args(output) {
+        Some((response, error)) => Some((response, error, output)),
+        None => {
+            cx.error_spanned_by(
+                output,
+                format_args!(
+                    "endpoint `{name}` must return `micro::Result<T>` or `Result<T, E>` with \
+                     `E: Into<micro::Error>`; wrap the reply: `-> micro::Result<{}>`",
+                    type_string(output),
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn result_args(ty: &Type) -> Option<(&Type, Option<&Type>)> {
+    let path = match ty {
+        Type::Path(path) if path.qself.is_none() => &path.path,
+        Type::Group(group) => return result_args(&group.elem),
+        Type::Paren(paren) => return result_args(&paren.elem),
+        _ => return None,
+    };
+    let last = path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    if last.ident != "Result" {
+        return None;
+    }
+    let mut types = args.args.iter().map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    });
+    match (types.next(), types.next(), types.next()) {
+        (Some(Some(response)), None, None) => Some((response, None)),
+        (Some(Some(response)), Some(Some(error)), None) => Some((response, Some(error))),
+        _ => None,
+    }
+}
+
+/// `say_hello` → `SayHello`, the go-micro spelling of endpoint names.
+pub(crate) fn camel_case(ident: &Ident) -> String {
+    let mut camel = String::new();
+    for word in ident.unraw().to_string().split('_') {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            camel.extend(first.to_uppercase());
+            camel.push_str(chars.as_str());
+        }
+    }
+    camel
+}
+
+/// A type as written, with spaces only where two words would otherwise merge:
+/// `Vec<Consignment>`, `&'static str`, `(u32,String)`.
+pub(crate) fn type_string(ty: &Type) -> String {
+    let text = ty.to_token_stream().to_string();
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != ' ' || (is_word(out.chars().last()) && is_word(chars.peek().copied())) {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,333 @@
+//! Code generation for `#[micro::service]`, one method per generated item.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Ident, Item, Visibility};
+
+use crate::internals::ast::{self, Endpoint, Service};
+use crate::internals::{Ctxt, attr, check};
+
+/// What the macro emits: the best expansion it could build, and every error
+/// found on the way.
+pub(crate) struct Expansion {
+    pub(crate) tokens: TokenStream,
+    pub(crate) result: syn::Result<()>,
+}
+
+/// Always hands the user's impl block back, so that an error in one handler
+/// does not also make every use of the type fail to resolve; the generated
+/// items cover every endpoint that passed its checks.
+pub(crate) fn expand(args: TokenStream, input: TokenStream) -> Expansion {
+    let mut item = match syn::parse2::<Item>(input.clone()) {
+        Ok(item) => item,
+        Err(error) => {
+            return Expansion {
+                tokens: input,
+                result: Err(error),
+            };
+        }
+    };
+    let cx = Ctxt::new();
+    let generated = ast::Service::from_ast(&cx, args, &item).map(|mut service| {
+        check::check(&cx, &mut service);
+        ServiceGenerator::new(&service).generate()
+    });
+    if let Item::Impl(item) = &mut item {
+        attr::strip(item);
+    }
+    Expansion {
+        tokens: quote!(#item #generated),
+        result: cx.check(),
+    }
+}
+
+struct ServiceGenerator<'a> {
+    service: &'a Service<'a>,
+    /// `Greeter` as the registry and the wire spell it.
+    type_name: String,
+    /// The registry name the client calls by default.
+    service_name: String,
+    client: Ident,
+    client_vis: TokenStream,
+}
+
+impl<'a> ServiceGenerator<'a> {
+    fn new(service: &'a Service<'a>) -> Self {
+        let type_name = service.ident.unraw().to_string();
+        ServiceGenerator {
+            service,
+            service_name: service
+                .attrs
+                .name
+                .clone()
+                .unwrap_or_else(|| type_name.to_lowercase()),
+            type_name,
+            client: format_ident!("{}Client", service.ident.unraw()),
+            client_vis: client_visibility(&service.endpoints),
+        }
+    }
+
+    fn generate(&self) -> TokenStream {
+        let handler = self.handler_impl();
+        let asserts = self.type_asserts();
+        let client = self.client_struct();
+        let methods = self.client_methods();
+        quote! {
+            #handler
+            #asserts
+            #client
+            #methods
+        }
+    }
+
+    fn handler_impl(&self) -> TokenStream {
+        let self_ty = self.service.self_ty;
+        let def = self.handler_def();
+        let arms = self
+            .service
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(index, endpoint)| dispatch_arm(index, endpoint));
+        let replicate = self.replicate();
+        quote! {
+            impl ::micro::__private::Handler for #self_ty {
+                const DEF: &'static ::micro::__private::HandlerDef = &#def;
+
+                fn dispatch<'micro>(
+                    &'micro mut self,
+                    ctx: &'micro ::micro::Context,
+                    endpoint: ::core::primitive::usize,
+                    req: ::micro::__private::Payload,
+                ) -> ::micro::__private::BoxFuture<
+                    'micro,
+                    ::core::result::Result<::micro::__private::Payload, ::micro::Error>,
+                > {
+                    ::std::boxed::Box::pin(async move {
+                        match endpoint {
+                            #(#arms)*
+                            _ => ::core::result::Result::Err(::micro::__private::unknown_endpoint(
+                                <Self as ::micro::__private::Handler>::DEF,
+                                endpoint,
+                            )),
+                        }
+                    })
+                }
+
+                fn replicate(&self) -> ::core::option::Option<Self> {
+                    #replicate
+                }
+            }
+        }
+    }
+
+    fn handler_def(&self) -> TokenStream {
+        let attrs = &self.service.attrs;
+        let type_name = &self.type_name;
+        let service = &self.service_name;
+        let version = attrs.version.as_deref().unwrap_or("latest");
+        let workers = attrs.workers;
+        let mailbox = attrs.mailbox;
+        let endpoints = self.service.endpoints.iter().map(|endpoint| {
+            let name = &endpoint.wire_name;
+            let method = endpoint.ident.unraw().to_string();
+            let request = endpoint
+                .request
+                .as_ref()
+                .map_or_else(|| "()".to_owned(), |request| ast::type_string(request.ty));
+            let response = ast::type_string(endpoint.response);
+            quote! {
+                ::micro::__private::EndpointDef {
+                    name: #name,
+                    method: #method,
+                    request: #request,
+                    response: #response,
+                }
+            }
+        });
+        quote! {
+            ::micro::__private::HandlerDef {
+                type_name: #type_name,
+                service: #service,
+                version: #version,
+                workers: #workers,
+                mailbox: #mailbox,
+                endpoints: &[#(#endpoints),*],
+            }
+        }
+    }
+
+    /// More than one worker needs a copy of the state per actor; the clone is
+    /// spanned on `workers` so that a missing `Clone` is reported there.
+    fn replicate(&self) -> TokenStream {
+        match self.service.attrs.workers_span {
+            Some(span) if self.service.attrs.workers > 1 => quote_spanned! {span=>
+                ::micro::__private::assert_clone::<Self>();
+                ::core::option::Option::Some(::core::clone::Clone::clone(self))
+            },
+            _ => quote!(::core::option::Option::None),
+        }
+    }
+
+    /// Trait bounds checked on the types as the user wrote them, so that a
+    /// type that cannot travel is reported on its own token.
+    fn type_asserts(&self) -> TokenStream {
+        let asserts = self.service.endpoints.iter().flat_map(|endpoint| {
+            let request = endpoint.request.as_ref().map(|request| {
+                let ty = request.ty;
+                quote_spanned!(ty.span()=> ::micro::__private::assert_request::<#ty>();)
+            });
+            let ty = endpoint.response;
+            let response =
+                quote_spanned!(ty.span()=> ::micro::__private::assert_response::<#ty>(););
+            let error = endpoint
+                .error
+                .map(|ty| quote_spanned!(ty.span()=> ::micro::__private::assert_error::<#ty>();));
+            [request, Some(response), error]
+        });
+        quote! {
+            const _: fn() = || {
+                #(#asserts)*
+            };
+        }
+    }
+
+    fn client_struct(&self) -> TokenStream {
+        let (client, vis) = (&self.client, &self.client_vis);
+        let doc = format!(
+            "Typed client for the `{}` service, generated by `#[micro::service]` on `{}`.",
+            self.service_name, self.type_name,
+        );
+        quote! {
+            #[doc = #doc]
+            ///
+            /// Each method starts a call to the endpoint of the same name; set options on the
+            /// returned `micro::Call`, then `.await` it for the reply.
+            #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+            #vis struct #client {
+                client: ::micro::Client,
+                service: ::std::sync::Arc<::core::primitive::str>,
+            }
+        }
+    }
+
+    fn client_methods(&self) -> TokenStream {
+        let (client, vis, service) = (&self.client, &self.client_vis, &self.service_name);
+        let new_doc = format!("A client for the `{service}` service, calling through `client`.");
+        let methods = self.service.endpoints.iter().map(client_method);
+        quote! {
+            impl #client {
+                #[doc = #new_doc]
+                #vis fn new(client: ::micro::Client) -> Self {
+                    Self::with_service(client, #service)
+                }
+
+                /// A client for the same handlers registered under another service name.
+                #vis fn with_service(
+                    client: ::micro::Client,
+                    service: impl ::core::convert::Into<::std::sync::Arc<::core::primitive::str>>,
+                ) -> Self {
+                    Self {
+                        client,
+                        service: ::core::convert::Into::into(service),
+                    }
+                }
+
+                /// The untyped client underneath.
+                #vis fn client(&self) -> &::micro::Client {
+                    &self.client
+                }
+
+                #(#methods)*
+            }
+        }
+    }
+}
+
+fn dispatch_arm(index: usize, endpoint: &Endpoint<'_>) -> TokenStream {
+    let index = Literal::usize_unsuffixed(index);
+    let method = endpoint.ident;
+    let ctx = endpoint.takes_ctx.then(|| quote!(ctx,));
+    let def = quote!(&<Self as ::micro::__private::Handler>::DEF.endpoints[#index]);
+    let (decode, req) = match &endpoint.request {
+        Some(request) => {
+            let ty = request.ty;
+            (
+                quote!(let req: #ty = ::micro::__private::decode(req, #def)?;),
+                Some(quote!(req)),
+            )
+        }
+        None => (quote!(::micro::__private::decode::<()>(req, #def)?;), None),
+    };
+    // Spanned on the return type: an error type without `Into<micro::Error>`
+    // is reported there.
+    let reply = quote_spanned!(endpoint.output.span()=> ::micro::__private::reply);
+    quote! {
+        #index => {
+            #decode
+            #reply(Self::#method(self, #ctx #req).await)
+        }
+    }
+}
+
+fn client_method(endpoint: &Endpoint<'_>) -> TokenStream {
+    let method = &endpoint.method;
+    let (ident, vis, wire_name) = (endpoint.ident, &method.vis, &endpoint.wire_name);
+    let docs = method
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("doc") || attr.path().is_ident("deprecated"));
+    let has_docs = method.attrs.iter().any(|attr| attr.path().is_ident("doc"));
+    let separator = has_docs.then(|| quote!(#[doc = ""]));
+    let calls = format!("Calls `{wire_name}`.");
+    let response = endpoint.response;
+    let (param, request, arg) = match &endpoint.request {
+        Some(request) if !request.is_unit() => {
+            let name = request
+                .name
+                .cloned()
+                .unwrap_or_else(|| Ident::new("req", Span::call_site()));
+            let ty = request.ty;
+            (quote!(#name: #ty), quote!(#ty), quote!(#name))
+        }
+        _ => (quote!(), quote!(()), quote!(())),
+    };
+    quote! {
+        #(#docs)*
+        #separator
+        #[doc = #calls]
+        #vis fn #ident(&self, #param) -> ::micro::Call<#request, #response> {
+            ::micro::Client::call(
+                &self.client,
+                ::std::sync::Arc::clone(&self.service),
+                #wire_name,
+                #arg,
+            )
+        }
+    }
+}
+
+/// The widest visibility among the endpoints: a `pub` handler makes a `pub`
+/// client, while `pub(crate)` handlers keep it inside the crate. The macro
+/// cannot see the self type's own visibility, only the impl block.
+fn client_visibility(endpoints: &[Endpoint<'_>]) -> TokenStream {
+    let mut visibilities = endpoints.iter().map(|endpoint| &endpoint.method.vis);
+    let Some(first) = visibilities.next() else {
+        return quote!(pub(crate));
+    };
+    let first_tokens = quote!(#first).to_string();
+    let mut all_same = true;
+    for vis in visibilities.clone().chain([first]) {
+        if matches!(vis, Visibility::Public(_)) {
+            return quote!(pub);
+        }
+        all_same &= quote!(#vis).to_string() == first_tokens;
+    }
+    if all_same {
+        quote!(#first)
+    } else {
+        quote!(pub(crate))
+    }
+}

@@ -1,0 +1,12 @@
+use micro::prelude::*;
+
+struct Greeter;
+
+#[micro::service(name = "greeter", name = "hello")]
+impl Greeter {
+    pub async fn say_hello(&self, name: String) -> micro::Result<String> {
+        Ok(name)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use micro::prelude::*;
+
+struct Greeter;
+
+#[micro::service]
+impl Greeter {
+    pub async fn say_hello(&self, ctx: &mut Context, name: String) -> micro::Result<String> {
+        let _ = ctx;
+        Ok(name)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[micro::service]
+struct Greeter {
+    greeted: u64,
+}
+
+fn main() {}

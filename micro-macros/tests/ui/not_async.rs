@@ -1,0 +1,12 @@
+use micro::prelude::*;
+
+struct Greeter;
+
+#[micro::service]
+impl Greeter {
+    pub fn say_hello(&self, name: String) -> micro::Result<String> {
+        Ok(name)
+    }
+}
+
+fn main() {}

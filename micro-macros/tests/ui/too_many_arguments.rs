@@ -1,0 +1,12 @@
+use micro::prelude::*;
+
+struct Calculator;
+
+#[micro::service]
+impl Calculator {
+    pub async fn add(&self, a: i64, b: i64) -> micro::Result<i64> {
+        Ok(a + b)
+    }
+}
+
+fn main() {}

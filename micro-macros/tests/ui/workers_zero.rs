@@ -1,0 +1,13 @@
+use micro::prelude::*;
+
+#[derive(Clone)]
+struct Greeter;
+
+#[micro::service(workers = 0)]
+impl Greeter {
+    pub async fn say_hello(&self, name: String) -> micro::Result<String> {
+        Ok(name)
+    }
+}
+
+fn main() {}

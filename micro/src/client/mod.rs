@@ -1,0 +1,399 @@
+//! The client side: finding a node and making calls.
+//!
+//! Most code calls services through the typed clients that `#[micro::service]` generates,
+//! each built on a [`Client`]. A `Client` holds the registry and selector used to find nodes,
+//! the pooled connections to them, and call defaults. It is cheap to clone and meant to be
+//! shared.
+//!
+//! A call to a service hosted in this same process skips the network: the typed request goes
+//! straight into the handler's mailbox, unencoded. Turn that off with
+//! [`ClientBuilder::fast_path`] (or address a node explicitly with [`Call::node`]) to exercise
+//! the full wire path, as tests of the wire do.
+//!
+//! ```
+//! use std::time::Duration;
+//! use micro::prelude::*;
+//!
+//! #[derive(Default)]
+//! struct Adder;
+//!
+//! #[micro::service(name = "adder")]
+//! impl Adder {
+//!     pub async fn add(&self, (a, b): (i64, i64)) -> micro::Result<i64> {
+//!         Ok(a + b)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+//! let service = micro::Service::new("adder").handle(Adder).start().await?;
+//!
+//! let adder = AdderClient::new(micro::Client::new());
+//! assert_eq!(adder.add((2, 3)).timeout(Duration::from_secs(1)).await?, 5);
+//!
+//! // The same call through the network and JSON, as a tool would make it:
+//! let wire = micro::Client::builder().fast_path(false).build();
+//! let sum = wire
+//!     .call_json("adder", "Adder.Add", serde_json::json!([40, 2]))
+//!     .await?;
+//! assert_eq!(sum, 42);
+//! # service.stop().await; Ok(()) }
+//! ```
+
+mod call;
+mod conn;
+mod pool;
+
+pub use call::Call;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::codec::ContentType;
+use crate::middleware::{Chain, Middleware, Request};
+use crate::registry::{Node, Registry, RegistryError};
+use crate::selector::{Random, Selector};
+use crate::server::{HEADER_ALLOWANCE, local};
+use crate::transport::{Memory, Tcp, Transport};
+use crate::wire::{DEFAULT_MAX_FRAME, Frame, Outgoing};
+use crate::{Context, Error, Message, Payload, TRACE_ID};
+
+/// Calls services. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Arc<dyn Registry>,
+    selector: Arc<dyn Selector>,
+    pool: pool::Pool,
+    timeout: Duration,
+    content_type: ContentType,
+    fast_path: bool,
+    max_frame: usize,
+    middleware: Chain,
+}
+
+/// Builds a [`Client`].
+///
+/// ```
+/// use std::time::Duration;
+/// let client = micro::Client::builder()
+///     .timeout(Duration::from_secs(2))
+///     .selector(micro::selector::RoundRobin::default())
+///     .connections_per_node(2)
+///     .build();
+/// # drop(client);
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct ClientBuilder {
+    registry: Arc<dyn Registry>,
+    selector: Arc<dyn Selector>,
+    timeout: Duration,
+    content_type: ContentType,
+    fast_path: bool,
+    per_node: usize,
+    max_frame: usize,
+    middleware: Chain,
+}
+
+/// The request timeout when none is set: 5 seconds, as go-micro.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            registry: crate::registry::default_registry(),
+            selector: Arc::new(Random),
+            timeout: DEFAULT_TIMEOUT,
+            content_type: ContentType::Bincode,
+            fast_path: true,
+            per_node: 1,
+            max_frame: DEFAULT_MAX_FRAME,
+            middleware: Chain::default(),
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Where to find services (default: [`default_registry`](crate::registry::default_registry)).
+    pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// How to choose among a service's nodes (default: [`Random`]).
+    pub fn selector(mut self, selector: impl Selector) -> Self {
+        self.selector = Arc::new(selector);
+        self
+    }
+
+    /// How long a call waits for its reply unless it sets its own (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The codec requests are sent in (default bincode).
+    pub fn content_type(mut self, content_type: ContentType) -> Self {
+        self.content_type = content_type;
+        self
+    }
+
+    /// Whether calls to services in this process skip the network (default `true`).
+    pub fn fast_path(mut self, enabled: bool) -> Self {
+        self.fast_path = enabled;
+        self
+    }
+
+    /// Connections kept open to each node; calls spread over them (default 1, which already
+    /// carries any number of concurrent calls).
+    pub fn connections_per_node(mut self, n: usize) -> Self {
+        self.per_node = n.max(1);
+        self
+    }
+
+    /// The largest frame sent or accepted (default 4 MiB).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Adds a middleware around every call; the first added runs first.
+    pub fn middleware(mut self, middleware: Arc<dyn Middleware>) -> Self {
+        self.middleware.push(middleware);
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                registry: self.registry,
+                selector: self.selector,
+                pool: pool::Pool::new(self.per_node, self.max_frame),
+                timeout: self.timeout,
+                content_type: self.content_type,
+                fast_path: self.fast_path,
+                max_frame: self.max_frame,
+                middleware: self.middleware,
+            }),
+        }
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Per-call settings, set on a [`Call`] before awaiting it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CallOptions {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) metadata: crate::Metadata,
+    pub(crate) node: Option<String>,
+    pub(crate) content_type: Option<ContentType>,
+}
+
+impl Client {
+    /// A client with the default registry, random selection and a 5 s timeout.
+    ///
+    /// See the [module docs](self).
+    pub fn new() -> Self {
+        ClientBuilder::default().build()
+    }
+
+    /// A builder to configure a client.
+    ///
+    /// See [`ClientBuilder`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The registry this client looks services up in.
+    ///
+    /// ```
+    /// assert_eq!(micro::Client::new().registry().name(), "memory");
+    /// ```
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.inner.registry
+    }
+
+    /// A typed call to `endpoint` of `service`; the generated clients are built on this.
+    ///
+    /// See the [module docs](self).
+    pub fn call<Req: Message, Resp: Message>(
+        &self,
+        service: Arc<str>,
+        endpoint: &'static str,
+        req: Req,
+    ) -> Call<Req, Resp> {
+        Call::new(self.clone(), service, Cow::Borrowed(endpoint), req)
+    }
+
+    /// A call with a JSON request and reply, for tools that know no Rust types.
+    ///
+    /// See the [module docs](self).
+    pub fn call_json(
+        &self,
+        service: &str,
+        endpoint: &str,
+        req: serde_json::Value,
+    ) -> Call<serde_json::Value, serde_json::Value> {
+        Call::new(
+            self.clone(),
+            service.into(),
+            Cow::Owned(endpoint.to_owned()),
+            req,
+        )
+        .content_type(ContentType::Json)
+    }
+
+    /// Runs a call through the middleware, under its deadline.
+    pub(crate) async fn invoke(
+        &self,
+        service: Arc<str>,
+        endpoint: Cow<'static, str>,
+        payload: Payload,
+        mut opts: CallOptions,
+    ) -> Result<Payload, Error> {
+        let timeout = opts.timeout.unwrap_or(self.inner.timeout);
+        let mut deadline = Instant::now() + timeout;
+        if let Some(parent) = Context::current() {
+            if let Some(d) = parent.deadline() {
+                deadline = deadline.min(d);
+            }
+            if let Some(trace) = parent.trace_id() {
+                opts.metadata
+                    .entry(TRACE_ID.to_owned())
+                    .or_insert_with(|| trace.to_owned());
+            }
+        }
+        let request = Request {
+            service,
+            endpoint,
+            metadata: std::mem::take(&mut opts.metadata),
+            deadline: Some(deadline),
+            payload,
+        };
+        let what = format!("{} {}", request.service, request.endpoint);
+        let call = async {
+            if self.inner.middleware.is_empty() {
+                self.dispatch(request, &opts).await
+            } else {
+                let opts = &opts;
+                self.inner
+                    .middleware
+                    .run(request, Box::new(move |r| Box::pin(self.dispatch(r, opts))))
+                    .await
+            }
+        };
+        match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::timeout(
+                "micro.client",
+                format_args!("call to {what} timed out after {timeout:?}"),
+            )),
+        }
+    }
+
+    /// Delivers a request: into a mailbox of this process, or over a connection to a node.
+    async fn dispatch(&self, request: Request, opts: &CallOptions) -> Result<Payload, Error> {
+        if opts.node.is_none() && self.inner.fast_path {
+            if let Some(router) = local::find(&request.service) {
+                return router.call_local(request).await;
+            }
+        }
+        let (address, transport): (String, &dyn Transport) = match &opts.node {
+            Some(address) => (address.clone(), transport_for_address(address)),
+            None => {
+                let node = self.pick(&request.service).await?;
+                let transport = transport_for_node(&node);
+                (node.address, transport)
+            }
+        };
+        let content_type = opts.content_type.unwrap_or(self.inner.content_type);
+        let body = request.payload.to_bytes(content_type).map_err(|e| {
+            Error::bad_request(
+                "micro.client",
+                format_args!("cannot encode the request as {content_type}: {e}"),
+            )
+        })?;
+        if body.len() + HEADER_ALLOWANCE > self.inner.max_frame {
+            return Err(Error::bad_request(
+                "micro.client",
+                format_args!(
+                    "request of {} bytes exceeds the {}-byte frame limit",
+                    body.len(),
+                    self.inner.max_frame
+                ),
+            ));
+        }
+        let timeout_ms = request.deadline.map_or(0, |d| {
+            let ms = d.saturating_duration_since(Instant::now()).as_millis();
+            u32::try_from(ms).unwrap_or(u32::MAX).max(1)
+        });
+        let conn = self.inner.pool.get(transport, &address).await?;
+        let frame = conn
+            .call(|id| Outgoing::Request {
+                id,
+                content_type,
+                timeout_ms,
+                service: request.service,
+                endpoint: request.endpoint,
+                metadata: request.metadata,
+                body,
+            })
+            .await?;
+        match frame {
+            Frame::Reply {
+                content_type, body, ..
+            } => Ok(Payload::encoded(content_type, body)),
+            Frame::Error { error, .. } => Err(error),
+            Frame::Request(_) => Err(Error::internal("micro.client", "unexpected frame")),
+        }
+    }
+
+    /// Chooses a node of `service` through the registry and selector.
+    async fn pick(&self, service: &str) -> Result<Node, Error> {
+        let versions = self
+            .inner
+            .registry
+            .get_service(service)
+            .await
+            .map_err(|e| match e {
+                RegistryError::NotFound(_) => {
+                    Error::not_found("micro.client", format_args!("service {service} not found"))
+                }
+                other => other.into(),
+            })?;
+        let mut nodes: Vec<Node> = versions.into_iter().flat_map(|s| s.nodes).collect();
+        let index = self.inner.selector.select(service, &nodes).ok_or_else(|| {
+            Error::unavailable(
+                "micro.client",
+                format_args!("service {service} has no nodes"),
+            )
+        })?;
+        Ok(nodes.swap_remove(index))
+    }
+}
+
+fn transport_for_node(node: &Node) -> &'static dyn Transport {
+    match node.metadata.get("transport").map(String::as_str) {
+        Some("memory") => &Memory,
+        _ => &Tcp,
+    }
+}
+
+fn transport_for_address(address: &str) -> &'static dyn Transport {
+    if address.starts_with("memory:") {
+        &Memory
+    } else {
+        &Tcp
+    }
+}

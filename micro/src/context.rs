@@ -1,0 +1,148 @@
+//! What a handler knows about the call it is serving.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Call metadata: string keys to string values, like HTTP headers.
+///
+/// ```
+/// let mut md = micro::Metadata::new();
+/// md.insert("user".into(), "ada".into());
+/// assert_eq!(md["user"], "ada");
+/// ```
+pub type Metadata = HashMap<String, String>;
+
+/// The metadata key under which a call's trace id travels; calls made from inside a handler
+/// carry the same id.
+pub const TRACE_ID: &str = "Micro-Trace-Id";
+
+/// The call a handler is serving: metadata, caller and deadline.
+///
+/// A handler receives it by taking `ctx: &micro::Context` as its first argument:
+///
+/// ```
+/// use micro::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Echo;
+///
+/// #[micro::service(name = "echo")]
+/// impl Echo {
+///     pub async fn who(&self, ctx: &micro::Context, _: ()) -> micro::Result<String> {
+///         Ok(ctx.metadata().get("user").cloned().unwrap_or_default())
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+/// let service = micro::Service::new("echo").handle(Echo).start().await?;
+/// let client = EchoClient::new(service.client());
+/// assert_eq!(client.who().metadata("user", "ada").await?, "ada");
+/// # service.stop().await; Ok(()) }
+/// ```
+///
+/// Calls made through any [`Client`](crate::Client) while a handler runs inherit the
+/// remaining deadline and the trace id.
+#[derive(Clone, Debug)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    service: Arc<str>,
+    endpoint: Cow<'static, str>,
+    caller: Arc<str>,
+    deadline: Option<Instant>,
+    metadata: Metadata,
+}
+
+tokio::task_local! {
+    static CURRENT: Context;
+}
+
+impl Context {
+    pub(crate) fn new(
+        service: Arc<str>,
+        endpoint: Cow<'static, str>,
+        caller: Arc<str>,
+        deadline: Option<Instant>,
+        metadata: Metadata,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                service,
+                endpoint,
+                caller,
+                deadline,
+                metadata,
+            }),
+        }
+    }
+
+    /// The service name the call was addressed to.
+    ///
+    /// See the [type-level example](Self).
+    pub fn service(&self) -> &str {
+        &self.inner.service
+    }
+
+    /// The wire name of the endpoint being served, such as `Greeter.SayHello`.
+    ///
+    /// See the [type-level example](Self).
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
+    }
+
+    /// Who is calling: the peer's socket address, or `local` for a call from this process.
+    ///
+    /// See the [type-level example](Self).
+    pub fn caller(&self) -> &str {
+        &self.inner.caller
+    }
+
+    /// When the caller stops waiting, if it set a timeout.
+    ///
+    /// See the [type-level example](Self).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner.deadline
+    }
+
+    /// Time left before the deadline (`None`: no deadline; zero: already passed).
+    ///
+    /// See the [type-level example](Self).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.inner
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The metadata the caller attached.
+    ///
+    /// See the [type-level example](Self).
+    pub fn metadata(&self) -> &Metadata {
+        &self.inner.metadata
+    }
+
+    /// The trace id of this call, if the caller sent one.
+    ///
+    /// See the [type-level example](Self).
+    pub fn trace_id(&self) -> Option<&str> {
+        self.inner.metadata.get(TRACE_ID).map(String::as_str)
+    }
+
+    /// The context of the handler running on this task, if any.
+    ///
+    /// ```
+    /// assert!(micro::Context::current().is_none());
+    /// ```
+    pub fn current() -> Option<Context> {
+        CURRENT.try_with(Context::clone).ok()
+    }
+
+    /// Runs `fut` with this context as [`current`](Self::current).
+    pub(crate) fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, fut)
+    }
+}

@@ -1,0 +1,126 @@
+//! A framework for building microservices: a service is an ordinary `impl` block.
+//!
+//! Put `#[micro::service]` on an `impl` block and its `pub async fn`s become endpoints,
+//! served by a mailbox actor that owns the value (so `&mut self` handlers need no lock), and
+//! callable through a generated, typed client, in the same process or across the network.
+//!
+//! ```
+//! use micro::prelude::*;
+//!
+//! #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+//! pub struct Consignment { pub id: String, pub weight: i32 }
+//!
+//! #[derive(Default)]
+//! pub struct Shipping { repo: Vec<Consignment> }
+//!
+//! #[micro::service(name = "shippy.consignment")]
+//! impl Shipping {
+//!     /// Stores a new consignment.
+//!     pub async fn create_consignment(&mut self, c: Consignment) -> micro::Result<Consignment> {
+//!         self.repo.push(c.clone()); // no lock: the actor owns `self`
+//!         Ok(c)
+//!     }
+//!
+//!     /// Lists every consignment stored so far.
+//!     pub async fn get_consignments(&self) -> micro::Result<Vec<Consignment>> {
+//!         Ok(self.repo.clone())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> micro::Result<()> {
+//! let service = micro::Service::new("shippy.consignment")
+//!     .handle(Shipping::default())
+//!     .start()
+//!     .await?;
+//!
+//! let client = ShippingClient::new(service.client());
+//! let c = Consignment { id: "c1".into(), weight: 550 };
+//! client.create_consignment(c.clone()).await?;
+//! assert_eq!(client.get_consignments().await?, vec![c]);
+//! # service.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Guides
+//!
+//! - [Writing handlers](docs::handlers): which methods become endpoints, their shapes,
+//!   context, errors, and what the macro rejects.
+//! - [Actors and back-pressure](docs::actors): mailboxes, workers, overload, deadlines and
+//!   panics.
+//! - The [wire format](wire) and the pluggable parts: [`transport`], [`codec`],
+//!   [`registry`], [`selector`], [`middleware`].
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod client;
+pub mod codec;
+mod context;
+pub mod docs;
+mod error;
+mod framed;
+mod handler;
+pub mod middleware;
+mod payload;
+pub mod registry;
+pub mod selector;
+mod server;
+mod service;
+pub mod transport;
+pub mod wire;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use client::{Call, Client, ClientBuilder};
+pub use context::{Context, Metadata, TRACE_ID};
+pub use error::{Error, Result};
+pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message};
+pub use payload::Payload;
+pub use server::HandlerStats;
+pub use service::{DEFAULT_MAILBOX, DEFAULT_REGISTER_TTL, RunningService, Service};
+
+/// Turns an inherent `impl` block into a service: routing, registration and a typed client.
+///
+/// See [the handler guide](docs::handlers) for the full rules; in short:
+///
+/// ```
+/// use micro::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Greeter { greeted: u64 }
+///
+/// #[micro::service(name = "greeter", version = "1.0.0")]
+/// impl Greeter {
+///     /// Becomes `Greeter.SayHello`.
+///     pub async fn say_hello(&mut self, name: String) -> micro::Result<String> {
+///         self.greeted += 1;
+///         Ok(format!("Hello, {name}!"))
+///     }
+///
+///     // Not `pub`: a helper, not an endpoint.
+///     fn count(&self) -> u64 { self.greeted }
+/// }
+/// // Generated: `GreeterClient`, with `say_hello(&self, String) -> Call<String, String>`.
+/// ```
+///
+/// Arguments: `name = "..."` (service name the client calls; default: the type name in lower
+/// case), `version = "..."`, `workers = N` (N actors over one mailbox, each with a clone of
+/// the value: the type must be `Clone`), `mailbox = N` (mailbox capacity).
+pub use micro_macros::service;
+
+/// What most services need: `use micro::prelude::*;`.
+///
+/// Brings serde's derives, [`Context`], [`Error`] and the [`Service`] and [`Client`] types.
+///
+/// ```
+/// use micro::prelude::*;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Ping;
+/// ```
+pub mod prelude {
+    pub use crate::{Client, Context, Error, Service};
+    pub use serde::{Deserialize, Serialize};
+}

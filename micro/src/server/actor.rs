@@ -1,0 +1,237 @@
+//! Mailbox actors: each owns a service value and runs its handlers one at a time.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use tokio::task::JoinHandle;
+
+use super::{Envelope, Route};
+use crate::handler::{Handler, HandlerDef};
+use crate::middleware::{Chain, Request};
+use crate::{Context, Error, Payload};
+
+/// Counters for one handled type, shared by its actors and the routing layer.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) calls: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) expired: AtomicU64,
+    pub(crate) running: AtomicU64,
+}
+
+/// A snapshot of one handled type's counters, from
+/// [`RunningService::stats`](crate::RunningService::stats).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct HandlerStats {
+    /// The handled type, such as `Greeter`.
+    pub handler: String,
+    /// Actors serving it.
+    pub workers: usize,
+    /// Requests its handlers ran.
+    pub calls: u64,
+    /// Of those, the ones that returned an error or panicked.
+    pub errors: u64,
+    /// Of those, the ones that panicked.
+    pub panics: u64,
+    /// Requests turned away with `overloaded` because the mailbox was full.
+    pub rejected: u64,
+    /// Requests answered with a timeout because their deadline passed in the mailbox.
+    pub expired: u64,
+    /// Handlers running right now.
+    pub running: u64,
+    /// Requests waiting in the mailbox right now.
+    pub queued: usize,
+    /// The mailbox's capacity.
+    pub capacity: usize,
+}
+
+impl Mounted {
+    pub(crate) fn snapshot(&self) -> HandlerStats {
+        let c = &self.stats;
+        HandlerStats {
+            handler: self.def.type_name.to_owned(),
+            workers: self.actors.len(),
+            calls: c.calls.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            panics: c.panics.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            expired: c.expired.load(Ordering::Relaxed),
+            running: c.running.load(Ordering::Relaxed),
+            queued: self.mailbox.len(),
+            capacity: self.mailbox.capacity().unwrap_or_default(),
+        }
+    }
+}
+
+impl Counters {
+    pub(crate) fn record_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A handled value, moved into its actors.
+#[derive(Debug)]
+pub(crate) struct Mounted {
+    pub(crate) def: &'static HandlerDef,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) mailbox: flume::Sender<super::Envelope>,
+    pub(crate) stats: Arc<Counters>,
+    pub(crate) actors: Vec<JoinHandle<()>>,
+}
+
+/// Starts `workers` actors for `value` over one mailbox of `capacity`.
+///
+/// With more than one worker, each gets its own state from [`Handler::replicate`], or a
+/// clone made by `replicate` when the caller asked for workers through the builder.
+pub(crate) fn mount<H: Handler>(
+    value: H,
+    workers: usize,
+    replicate: Option<fn(&H) -> H>,
+    capacity: usize,
+    chain: Chain,
+) -> Mounted {
+    let def = H::DEF;
+    let (tx, rx) = flume::bounded(capacity.max(1));
+    let stats = Arc::new(Counters::default());
+    let mut states = Vec::with_capacity(workers.max(1));
+    for _ in 1..workers.max(1) {
+        let copy = match replicate {
+            Some(f) => Some(f(&value)),
+            None => value.replicate(),
+        };
+        match copy {
+            Some(copy) => states.push(copy),
+            None => break,
+        }
+    }
+    states.push(value);
+    let actors = states
+        .into_iter()
+        .map(|state| tokio::spawn(run(state, rx.clone(), stats.clone(), chain.clone())))
+        .collect();
+    let routes = def
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(index, ep)| Route {
+            mailbox: tx.clone(),
+            index,
+            def: ep,
+            stats: stats.clone(),
+        })
+        .collect();
+    Mounted {
+        def,
+        routes,
+        mailbox: tx,
+        stats,
+        actors,
+    }
+}
+
+async fn run<H: Handler>(
+    mut state: H,
+    mailbox: flume::Receiver<Envelope>,
+    stats: Arc<Counters>,
+    chain: Chain,
+) {
+    while let Ok(envelope) = mailbox.recv_async().await {
+        let Envelope {
+            index,
+            request,
+            caller,
+            reply,
+        } = envelope;
+        if request.deadline.is_some_and(|d| d <= Instant::now()) {
+            stats.expired.fetch_add(1, Ordering::Relaxed);
+            reply.send(Err(Error::timeout(
+                &*request.service,
+                format_args!(
+                    "{}: deadline passed while queued; the handler did not run",
+                    request.endpoint
+                ),
+            )));
+            continue;
+        }
+        if reply.is_abandoned() {
+            continue;
+        }
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        stats.running.fetch_add(1, Ordering::Relaxed);
+        let service = request.service.clone();
+        let endpoint = H::DEF.endpoints.get(index).map_or("", |e| e.name);
+        let outcome = AssertUnwindSafe(serve(&mut state, index, request, caller, &chain))
+            .catch_unwind()
+            .await;
+        stats.running.fetch_sub(1, Ordering::Relaxed);
+        let result = outcome.unwrap_or_else(|panic| {
+            stats.panics.fetch_add(1, Ordering::Relaxed);
+            let why = panic_message(&*panic);
+            tracing::error!(service = %service, endpoint, "handler panicked: {why}");
+            Err(Error::internal(
+                &*service,
+                format_args!("{endpoint} panicked: {why}"),
+            ))
+        });
+        if result.is_err() {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        reply.send(result);
+    }
+}
+
+/// Runs one request through the middleware chain and the handler.
+async fn serve<H: Handler>(
+    state: &mut H,
+    index: usize,
+    request: Request,
+    caller: Arc<str>,
+    chain: &Chain,
+) -> Result<Payload, Error> {
+    if chain.is_empty() {
+        return call(state, index, request, caller).await;
+    }
+    chain
+        .run(
+            request,
+            Box::new(move |request| Box::pin(call(state, index, request, caller))),
+        )
+        .await
+}
+
+async fn call<H: Handler>(
+    state: &mut H,
+    index: usize,
+    request: Request,
+    caller: Arc<str>,
+) -> Result<Payload, Error> {
+    let Request {
+        service,
+        endpoint,
+        metadata,
+        deadline,
+        payload,
+        ..
+    } = request;
+    let ctx = Context::new(service, endpoint, caller, deadline, metadata);
+    ctx.clone()
+        .scope(state.dispatch(&ctx, index, payload))
+        .await
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "a non-string panic payload"
+    }
+}

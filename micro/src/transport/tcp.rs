@@ -1,0 +1,61 @@
+use std::io;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{BoxIo, Listener, Transport};
+use crate::BoxFuture;
+
+/// TCP, with Nagle's algorithm off (writes are already coalesced into frames).
+///
+/// ```
+/// use micro::transport::{Tcp, Transport};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// let listener = Tcp.listen("127.0.0.1:0").await?;
+/// assert!(listener.local_addr().starts_with("127.0.0.1:"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tcp;
+
+impl Transport for Tcp {
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+
+    fn listen<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            let inner = TcpListener::bind(addr).await?;
+            let local = inner.local_addr()?.to_string();
+            Ok(Box::new(TcpListen { inner, local }) as Box<dyn Listener>)
+        })
+    }
+
+    fn dial<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxIo>> {
+        Box::pin(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream) as BoxIo)
+        })
+    }
+}
+
+#[derive(Debug)]
+struct TcpListen {
+    inner: TcpListener,
+    local: String,
+}
+
+impl Listener for TcpListen {
+    fn local_addr(&self) -> String {
+        self.local.clone()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxIo, String)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.inner.accept().await?;
+            stream.set_nodelay(true)?;
+            Ok((Box::new(stream) as BoxIo, peer.to_string()))
+        })
+    }
+}

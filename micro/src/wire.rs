@@ -1,0 +1,337 @@
+//! The frame format spoken over every transport.
+//!
+//! Each frame is a `u32` big-endian length (of everything after it), then:
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     kind           1 = request, 2 = reply, 3 = error
+//! 1       1     content type   1 = bincode, 2 = json (the body's codec; error bodies are JSON)
+//! 2       2     reserved       0
+//! 4       8     call id        chosen by the caller, echoed by the reply (big-endian)
+//! -- request frames only --
+//! 12      4     timeout        milliseconds the caller will wait, 0 = no deadline
+//! 16      2+n   service        u16 length + UTF-8
+//! ..      2+n   endpoint       u16 length + UTF-8 ("Greeter.SayHello")
+//! ..      2     metadata count then, per entry, u16 length + UTF-8 key, u16 length + UTF-8 value
+//! -- all frames --
+//! ..      rest  body           the encoded request, reply, or micro::Error as JSON
+//! ```
+//!
+//! All integers are big-endian. One connection carries any number of calls at once; replies
+//! come back in any order and are matched by call id. A frame that does not parse, or whose
+//! length exceeds the configured maximum, closes its connection: the stream cannot be trusted
+//! past it.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::codec::ContentType;
+use crate::{Error, Metadata};
+
+/// Default largest frame: 4 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024;
+
+const KIND_REQUEST: u8 = 1;
+const KIND_REPLY: u8 = 2;
+const KIND_ERROR: u8 = 3;
+
+/// A frame as read from the network.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    Request(RequestFrame),
+    Reply {
+        id: u64,
+        content_type: ContentType,
+        body: Bytes,
+    },
+    Error {
+        id: u64,
+        error: Error,
+    },
+}
+
+/// A request frame; service and endpoint are kept as the validated UTF-8 bytes of the frame.
+#[derive(Debug)]
+pub(crate) struct RequestFrame {
+    pub(crate) id: u64,
+    pub(crate) content_type: ContentType,
+    pub(crate) timeout_ms: u32,
+    service: Bytes,
+    endpoint: Bytes,
+    pub(crate) metadata: Metadata,
+    pub(crate) body: Bytes,
+}
+
+impl RequestFrame {
+    pub(crate) fn service(&self) -> &str {
+        std::str::from_utf8(&self.service).unwrap_or_default()
+    }
+
+    pub(crate) fn endpoint(&self) -> &str {
+        std::str::from_utf8(&self.endpoint).unwrap_or_default()
+    }
+}
+
+/// Why a frame was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FrameError(&'static str);
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Frame {
+    /// Parses one frame (without its length prefix).
+    pub(crate) fn decode(mut buf: Bytes) -> Result<Frame, FrameError> {
+        if buf.len() < 12 {
+            return Err(FrameError("frame shorter than its 12-byte header"));
+        }
+        let kind = buf.get_u8();
+        let ct = buf.get_u8();
+        let _reserved = buf.get_u16();
+        let id = buf.get_u64();
+        let content_type = || ContentType::from_code(ct).ok_or(FrameError("unknown content type"));
+        match kind {
+            KIND_REQUEST => {
+                if buf.len() < 4 {
+                    return Err(FrameError("request frame truncated in its timeout"));
+                }
+                let timeout_ms = buf.get_u32();
+                let service = take_str(&mut buf, "service")?;
+                let endpoint = take_str(&mut buf, "endpoint")?;
+                if buf.len() < 2 {
+                    return Err(FrameError("request frame truncated in its metadata"));
+                }
+                let count = buf.get_u16();
+                let mut metadata = Metadata::with_capacity(count as usize);
+                for _ in 0..count {
+                    let k = take_str(&mut buf, "metadata key")?;
+                    let v = take_str(&mut buf, "metadata value")?;
+                    metadata.insert(utf8(k), utf8(v));
+                }
+                Ok(Frame::Request(RequestFrame {
+                    id,
+                    content_type: content_type()?,
+                    timeout_ms,
+                    service,
+                    endpoint,
+                    metadata,
+                    body: buf,
+                }))
+            }
+            KIND_REPLY => Ok(Frame::Reply {
+                id,
+                content_type: content_type()?,
+                body: buf,
+            }),
+            KIND_ERROR => {
+                let error = serde_json::from_slice(&buf)
+                    .map_err(|_| FrameError("error frame whose body is not an error"))?;
+                Ok(Frame::Error { id, error })
+            }
+            _ => Err(FrameError("unknown frame kind")),
+        }
+    }
+}
+
+fn take_str(buf: &mut Bytes, what: &'static str) -> Result<Bytes, FrameError> {
+    if buf.len() < 2 {
+        return Err(FrameError(match what {
+            "service" => "request frame truncated in its service name",
+            "endpoint" => "request frame truncated in its endpoint name",
+            _ => "request frame truncated in its metadata",
+        }));
+    }
+    let n = buf.get_u16() as usize;
+    if buf.len() < n {
+        return Err(FrameError("string runs past the end of the frame"));
+    }
+    let s = buf.split_to(n);
+    std::str::from_utf8(&s).map_err(|_| FrameError("string is not UTF-8"))?;
+    Ok(s)
+}
+
+fn utf8(b: Bytes) -> String {
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// A frame waiting in a connection's write queue.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Request {
+        id: u64,
+        content_type: ContentType,
+        timeout_ms: u32,
+        service: Arc<str>,
+        endpoint: Cow<'static, str>,
+        metadata: Metadata,
+        body: Bytes,
+    },
+    Reply {
+        id: u64,
+        content_type: ContentType,
+        body: Bytes,
+    },
+    Error {
+        id: u64,
+        error: Error,
+    },
+}
+
+impl Outgoing {
+    /// Appends this frame, length prefix included, to `buf`.
+    pub(crate) fn encode(&self, buf: &mut BytesMut) {
+        let start = buf.len();
+        buf.put_u32(0);
+        match self {
+            Outgoing::Request {
+                id,
+                content_type,
+                timeout_ms,
+                service,
+                endpoint,
+                metadata,
+                body,
+            } => {
+                header(buf, KIND_REQUEST, *content_type, *id);
+                buf.put_u32(*timeout_ms);
+                put_str(buf, service);
+                put_str(buf, endpoint);
+                buf.put_u16(metadata.len().min(u16::MAX as usize) as u16);
+                for (k, v) in metadata.iter().take(u16::MAX as usize) {
+                    put_str(buf, k);
+                    put_str(buf, v);
+                }
+                buf.extend_from_slice(body);
+            }
+            Outgoing::Reply {
+                id,
+                content_type,
+                body,
+            } => {
+                header(buf, KIND_REPLY, *content_type, *id);
+                buf.extend_from_slice(body);
+            }
+            Outgoing::Error { id, error } => {
+                header(buf, KIND_ERROR, ContentType::Json, *id);
+                // An Error always serializes; an empty body would be rejected by the reader.
+                let json = serde_json::to_vec(error).unwrap_or_default();
+                buf.extend_from_slice(&json);
+            }
+        }
+        let len = (buf.len() - start - 4) as u32;
+        buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    }
+}
+
+fn header(buf: &mut BytesMut, kind: u8, ct: ContentType, id: u64) {
+    buf.put_u8(kind);
+    buf.put_u8(ct.code());
+    buf.put_u16(0);
+    buf.put_u64(id);
+}
+
+fn put_str(buf: &mut BytesMut, s: &str) {
+    // Names and metadata are short; a longer one is cut at a char boundary rather than
+    // producing a frame the peer must reject.
+    let mut n = s.len().min(u16::MAX as usize);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    buf.put_u16(n as u16);
+    buf.extend_from_slice(&s.as_bytes()[..n]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(out: Outgoing) -> Frame {
+        let mut buf = BytesMut::new();
+        out.encode(&mut buf);
+        let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, buf.len() - 4);
+        Frame::decode(buf.freeze().slice(4..)).unwrap()
+    }
+
+    #[test]
+    fn request_roundtrips_with_metadata() {
+        let mut metadata = Metadata::new();
+        metadata.insert("user".into(), "ada".into());
+        let frame = roundtrip(Outgoing::Request {
+            id: 7,
+            content_type: ContentType::Json,
+            timeout_ms: 250,
+            service: "greeter".into(),
+            endpoint: "Greeter.SayHello".into(),
+            metadata,
+            body: Bytes::from_static(b"{}"),
+        });
+        let Frame::Request(r) = frame else {
+            panic!("not a request")
+        };
+        assert_eq!((r.id, r.timeout_ms), (7, 250));
+        assert_eq!(r.service(), "greeter");
+        assert_eq!(r.endpoint(), "Greeter.SayHello");
+        assert_eq!(r.metadata["user"], "ada");
+        assert_eq!(&r.body[..], b"{}");
+        assert_eq!(r.content_type, ContentType::Json);
+    }
+
+    #[test]
+    fn error_roundtrips_as_json() {
+        let frame = roundtrip(Outgoing::Error {
+            id: 9,
+            error: Error::not_found("svc", "nope"),
+        });
+        let Frame::Error { id, error } = frame else {
+            panic!("not an error")
+        };
+        assert_eq!(id, 9);
+        assert_eq!(error, Error::not_found("svc", "nope"));
+    }
+
+    #[test]
+    fn truncated_frames_are_rejected_not_panicking() {
+        let mut buf = BytesMut::new();
+        Outgoing::Request {
+            id: 1,
+            content_type: ContentType::Bincode,
+            timeout_ms: 0,
+            service: "s".into(),
+            endpoint: "E.F".into(),
+            metadata: Metadata::new(),
+            body: Bytes::new(),
+        }
+        .encode(&mut buf);
+        let full = buf.freeze().slice(4..);
+        for cut in 0..full.len() {
+            let r = Frame::decode(full.slice(..cut));
+            assert!(r.is_err(), "prefix of {cut} bytes parsed");
+        }
+        assert!(Frame::decode(full).is_ok());
+    }
+
+    #[test]
+    fn unknown_kind_and_content_type_are_rejected() {
+        let mut f = vec![9u8, 1, 0, 0];
+        f.extend_from_slice(&1u64.to_be_bytes());
+        assert_eq!(
+            Frame::decode(Bytes::from(f.clone()))
+                .unwrap_err()
+                .to_string(),
+            "unknown frame kind"
+        );
+        f[0] = KIND_REPLY;
+        f[1] = 77;
+        assert_eq!(
+            Frame::decode(Bytes::from(f)).unwrap_err().to_string(),
+            "unknown content type"
+        );
+    }
+}

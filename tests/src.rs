@@ -1,0 +1,121 @@
+//! Services and helpers shared by the integration tests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use micro::prelude::*;
+use tokio::sync::Semaphore;
+
+/// A counter with a gate: `wait` blocks its actor until the test adds permits, so tests can
+/// hold a mailbox still and fill it deterministically.
+#[derive(Clone)]
+pub struct Counter {
+    n: u64,
+    /// Handler runs, counted outside the actor so tests can read them.
+    pub runs: Arc<AtomicU64>,
+    pub gate: Arc<Semaphore>,
+}
+
+impl Default for Counter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Counter {
+    /// A counter whose gate starts closed.
+    pub fn new() -> Self {
+        Self {
+            n: 0,
+            runs: Arc::new(AtomicU64::new(0)),
+            gate: Arc::new(Semaphore::new(0)),
+        }
+    }
+}
+
+#[micro::service(name = "counter")]
+impl Counter {
+    /// Adds to the count, yielding in the middle of the read-modify-write: without the
+    /// actor's one-at-a-time guarantee, concurrent callers would lose updates.
+    pub async fn add(&mut self, by: u64) -> micro::Result<u64> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        let before = self.n;
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_micros(10)).await;
+        self.n = before + by;
+        Ok(self.n)
+    }
+
+    /// The count.
+    pub async fn get(&self) -> micro::Result<u64> {
+        Ok(self.n)
+    }
+
+    /// Echoes the request, prefixed with the caller's address.
+    pub async fn echo(&self, ctx: &Context, s: String) -> micro::Result<String> {
+        Ok(format!("{} {s}", ctx.caller()))
+    }
+
+    /// Returns the value of a metadata key.
+    pub async fn header(&self, ctx: &Context, key: String) -> micro::Result<Option<String>> {
+        Ok(ctx.metadata().get(&key).cloned())
+    }
+
+    /// Milliseconds left before this call's deadline.
+    pub async fn remaining(&self, ctx: &Context) -> micro::Result<Option<u64>> {
+        Ok(ctx.remaining().map(|d| d.as_millis() as u64))
+    }
+
+    /// Blocks the actor until a gate permit is available.
+    pub async fn wait(&mut self, tag: u64) -> micro::Result<u64> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        self.gate.acquire().await.expect("gate closed").forget();
+        Ok(tag)
+    }
+
+    /// Panics after changing the state, to show what a panic leaves behind.
+    pub async fn boom(&mut self) -> micro::Result<()> {
+        self.n += 1000;
+        panic!("boom on purpose");
+    }
+
+    /// Fails with the given status code.
+    pub async fn fail(&self, code: u16) -> micro::Result<()> {
+        Err(Error::new("counter", code, "asked to fail"))
+    }
+
+    /// Returns a payload of `len` bytes.
+    pub async fn blob(&self, len: usize) -> micro::Result<Vec<u8>> {
+        Ok(vec![7; len])
+    }
+}
+
+/// Starts a `Counter` under a service name unique to the calling test.
+pub async fn start_counter(name: &str, counter: Counter) -> micro::RunningService {
+    Service::new(name)
+        .handle(counter)
+        .start()
+        .await
+        .expect("service starts")
+}
+
+/// A client that always takes the network, never the in-process fast path.
+pub fn wire_client() -> Client {
+    Client::builder().fast_path(false).build()
+}
+
+/// A typed client for the counter registered as `name`, over the network or not.
+pub fn counter_client(name: &str, wire: bool) -> CounterClient {
+    let client = if wire { wire_client() } else { Client::new() };
+    CounterClient::with_service(client, name)
+}
+
+/// Polls `cond` every millisecond, for at most `limit`; panics with `what` if it never holds.
+pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

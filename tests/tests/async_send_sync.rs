@@ -1,0 +1,34 @@
+//! Public types and futures are `Send`/`Sync` where users need them to be.
+
+use micro::{Call, Client, Error, RunningService, Service};
+use tests::CounterClient;
+
+fn send<T: Send>() {}
+fn sync<T: Sync>() {}
+fn send_val<T: Send>(_: &T) {}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    send::<Client>();
+    sync::<Client>();
+    send::<Service>();
+    send::<RunningService>();
+    sync::<RunningService>();
+    send::<Error>();
+    sync::<Error>();
+    send::<Call<String, String>>();
+    send::<CounterClient>();
+    sync::<CounterClient>();
+    send::<micro::registry::Watcher>();
+    send::<micro::Payload>();
+}
+
+#[test]
+fn call_futures_are_send() {
+    let client = CounterClient::with_service(Client::new(), "x");
+    let fut = std::future::IntoFuture::into_future(client.get());
+    send_val(&fut);
+    let start = Service::new("x").handle(tests::Counter::new()).start();
+    send_val(&start);
+    drop(start);
+}

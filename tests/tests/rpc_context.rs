@@ -1,0 +1,84 @@
+//! Metadata, deadlines and trace ids travel with calls, and into calls made by handlers.
+
+use std::time::Duration;
+
+use micro::prelude::*;
+use tests::{Counter, CounterClient, counter_client, start_counter};
+
+/// Calls the counter registered as `target` from inside its own handler.
+struct Relay {
+    target: String,
+    wire: bool,
+}
+
+#[micro::service(name = "relay")]
+impl Relay {
+    /// The counter's view of its deadline, when called from here with a 10 s timeout.
+    pub async fn remaining(&self) -> micro::Result<Option<u64>> {
+        let client = counter_client(&self.target, self.wire);
+        client.remaining().timeout(Duration::from_secs(10)).await
+    }
+
+    /// The trace id the counter sees.
+    pub async fn trace(&self) -> micro::Result<Option<String>> {
+        let client = counter_client(&self.target, self.wire);
+        client.header(micro::TRACE_ID.into()).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_calls_inherit_the_remaining_deadline_and_trace_id() {
+    for wire in [false, true] {
+        let target = format!("ctx-target-{wire}");
+        let counter = start_counter(&target, Counter::new()).await;
+        let relay_name = format!("ctx-relay-{wire}");
+        let relay = Service::new(&relay_name)
+            .handle(Relay {
+                target: target.clone(),
+                wire,
+            })
+            .start()
+            .await
+            .unwrap();
+        let client = RelayClient::with_service(Client::new(), relay_name.as_str());
+
+        let left = client
+            .remaining()
+            .timeout(Duration::from_millis(800))
+            .await
+            .unwrap()
+            .expect("a deadline reached the inner call");
+        assert!(left <= 800, "inner call got {left} ms of a 800 ms budget");
+
+        let trace = client
+            .trace()
+            .metadata(micro::TRACE_ID, "trace-42")
+            .await
+            .unwrap();
+        assert_eq!(trace.as_deref(), Some("trace-42"));
+        relay.stop().await;
+        counter.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_and_caller_reach_the_handler() {
+    let service = start_counter("ctx-meta", Counter::new()).await;
+    for wire in [false, true] {
+        let client: CounterClient = counter_client("ctx-meta", wire);
+        let v = client
+            .header("user".into())
+            .metadata("user", "ada")
+            .await
+            .unwrap();
+        assert_eq!(v.as_deref(), Some("ada"));
+        let echo = client.echo("x".into()).await.unwrap();
+        let caller = echo.split_once(' ').unwrap().0;
+        if wire {
+            assert!(caller.starts_with("127.0.0.1:"), "{caller}");
+        } else {
+            assert_eq!(caller, "local");
+        }
+    }
+    service.stop().await;
+}
