@@ -469,7 +469,7 @@ impl RunningService {
     /// let service = micro::Service::new("greeter").handle(Greeter).start().await?;
     /// GreeterClient::new(service.client()).hello("x".into()).await?;
     /// let stats = &service.stats()[0];
-    /// assert_eq!((stats.handler, stats.calls, stats.queued), ("Greeter", 1, 0));
+    /// assert_eq!((stats.handler.as_str(), stats.calls, stats.queued), ("Greeter", 1, 0));
     /// # service.stop().await; Ok(()) }
     /// ```
     pub fn stats(&self) -> Vec<HandlerStats> {

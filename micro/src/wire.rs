@@ -1,26 +1,4 @@
-//! The frame format spoken over every transport.
-//!
-//! Each frame is a `u32` big-endian length (of everything after it), then:
-//!
-//! ```text
-//! offset  size  field
-//! 0       1     kind           1 = request, 2 = reply, 3 = error
-//! 1       1     content type   1 = bincode, 2 = json (the body's codec; error bodies are JSON)
-//! 2       2     reserved       0
-//! 4       8     call id        chosen by the caller, echoed by the reply (big-endian)
-//! -- request frames only --
-//! 12      4     timeout        milliseconds the caller will wait, 0 = no deadline
-//! 16      2+n   service        u16 length + UTF-8
-//! ..      2+n   endpoint       u16 length + UTF-8 ("Greeter.SayHello")
-//! ..      2     metadata count then, per entry, u16 length + UTF-8 key, u16 length + UTF-8 value
-//! -- all frames --
-//! ..      rest  body           the encoded request, reply, or micro::Error as JSON
-//! ```
-//!
-//! All integers are big-endian. One connection carries any number of calls at once; replies
-//! come back in any order and are matched by call id. A frame that does not parse, or whose
-//! length exceeds the configured maximum, closes its connection: the stream cannot be trusted
-//! past it.
+#![doc = include_str!("docs/wire.md")]
 
 use std::borrow::Cow;
 use std::fmt;
