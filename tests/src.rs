@@ -91,9 +91,34 @@ impl Counter {
     }
 }
 
+/// The registry of in-process tests: one memory registry for the whole test binary, so
+/// tests never see entries of other processes.
+pub fn registry() -> Arc<dyn micro::registry::Registry> {
+    static REGISTRY: std::sync::LazyLock<Arc<dyn micro::registry::Registry>> =
+        std::sync::LazyLock::new(|| Arc::new(micro::registry::MemoryRegistry::new()));
+    REGISTRY.clone()
+}
+
+/// A service on the test registry, stopping without a drain period.
+pub fn service(name: &str) -> Service {
+    Service::new(name)
+        .registry(registry())
+        .drain(Duration::ZERO)
+}
+
+/// A client builder on the test registry.
+pub fn client_builder() -> micro::ClientBuilder {
+    Client::builder().registry(registry())
+}
+
+/// A client on the test registry.
+pub fn client() -> Client {
+    client_builder().build()
+}
+
 /// Starts a `Counter` under a service name unique to the calling test.
 pub async fn start_counter(name: &str, counter: Counter) -> micro::RunningService {
-    Service::new(name)
+    service(name)
         .handle(counter)
         .start()
         .await
@@ -102,12 +127,12 @@ pub async fn start_counter(name: &str, counter: Counter) -> micro::RunningServic
 
 /// A client that always takes the network, never the in-process fast path.
 pub fn wire_client() -> Client {
-    Client::builder().fast_path(false).build()
+    client_builder().fast_path(false).build()
 }
 
 /// A typed client for the counter registered as `name`, over the network or not.
 pub fn counter_client(name: &str, wire: bool) -> CounterClient {
-    let client = if wire { wire_client() } else { Client::new() };
+    let client = if wire { wire_client() } else { self::client() };
     CounterClient::with_service(client, name)
 }
 

@@ -56,6 +56,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod config;
 mod context;
 pub mod docs;
 mod error;
@@ -78,8 +79,11 @@ pub use context::{Context, Metadata, TRACE_ID};
 pub use error::{Error, Result};
 pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message};
 pub use payload::Payload;
-pub use server::HandlerStats;
-pub use service::{DEFAULT_MAILBOX, DEFAULT_REGISTER_TTL, RunningService, Service};
+pub use server::{HandlerStats, Health, Stats};
+pub use service::{
+    DEFAULT_DRAIN, DEFAULT_MAILBOX, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
+    DEFAULT_SHUTDOWN_TIMEOUT, RunningService, Service,
+};
 
 /// Turns an inherent `impl` block into a service: routing, registration and a typed client.
 ///

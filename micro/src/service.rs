@@ -2,30 +2,46 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::Error;
 use crate::client::Client;
+use crate::config::Options;
 use crate::handler::Handler;
 use crate::middleware::{Chain, Middleware};
 use crate::registry::{self, Registry};
-use crate::server::HandlerStats;
-use crate::server::{self, Mounted, Router, local};
+use crate::server::{self, Debug, HandlerStats, Mounted, Probe, Router, Shutdown, Started, local};
 use crate::transport::{Tcp, Transport};
 use crate::wire::DEFAULT_MAX_FRAME;
+use crate::{BoxFuture, Error};
 
 /// Requests a handled type's mailbox holds before callers get `overloaded`, unless the type
 /// or the builder says otherwise.
 pub const DEFAULT_MAILBOX: usize = 1024;
 
-/// How long a registration lives unless renewed; it is renewed every third of that.
-pub const DEFAULT_REGISTER_TTL: Duration = Duration::from_secs(60);
+/// How long a registration lives unless renewed (`MICRO_REGISTER_TTL`).
+pub const DEFAULT_REGISTER_TTL: Duration = Duration::from_secs(30);
 
-type Mount = Box<dyn FnOnce(usize, Chain) -> Mounted + Send>;
+/// How often the registration is renewed (`MICRO_REGISTER_INTERVAL`).
+pub const DEFAULT_REGISTER_INTERVAL: Duration = Duration::from_secs(10);
+
+/// On shutdown, how long a service keeps serving after deregistering, so that callers'
+/// caches catch up (`MICRO_SERVER_DRAIN`).
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(1);
+
+/// On shutdown, the longest wait for in-flight calls (`MICRO_SERVER_SHUTDOWN_TIMEOUT`).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Registration attempts at start-up before giving up.
+const REGISTER_ATTEMPTS: u32 = 5;
+
+type Mount = Box<dyn FnOnce(usize, Chain) -> Started + Send>;
+type Hook = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), Error>> + Send>;
 
 /// A service: a name, the values whose handlers it serves, and where it listens.
 ///
@@ -52,21 +68,39 @@ type Mount = Box<dyn FnOnce(usize, Chain) -> Mounted + Send>;
 /// let greeter = GreeterClient::new(service.client());
 /// assert_eq!(greeter.hello("Ada".into()).await?, "Hello, Ada!");
 /// service.stop().await;
-/// # Ok(()) }
+/// # Ok(())
+/// # }
 /// ```
+///
+/// Every setting here can be overridden by a `MICRO_*` variable or a flag: see
+/// [`config`](crate::config).
 #[must_use]
 pub struct Service {
     name: String,
     version: String,
     address: String,
+    advertise: Option<String>,
     metadata: HashMap<String, String>,
     transport: Arc<dyn Transport>,
-    registry: Arc<dyn Registry>,
+    registry: Option<Arc<dyn Registry>>,
     ttl: Duration,
+    interval: Option<Duration>,
+    drain: Duration,
+    shutdown_timeout: Duration,
     mailbox: Option<usize>,
     max_frame: usize,
     middleware: Chain,
+    options: Option<Options>,
     mounts: Vec<(&'static str, Mount)>,
+    hooks: Hooks,
+}
+
+#[derive(Default)]
+struct Hooks {
+    before_start: Vec<Hook>,
+    after_start: Vec<Hook>,
+    before_stop: Vec<Hook>,
+    after_stop: Vec<Hook>,
 }
 
 impl fmt::Debug for Service {
@@ -85,6 +119,28 @@ impl fmt::Debug for Service {
     }
 }
 
+fn hook<F, Fut>(f: F) -> Hook
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    Box::new(move || Box::pin(f()))
+}
+
+async fn run_hooks(which: &str, hooks: Vec<Hook>) -> Result<(), Error> {
+    for h in hooks {
+        if let Err(e) = h().await {
+            tracing::warn!("{which} hook failed: {e}");
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn take_hooks(hooks: &std::sync::Mutex<Vec<Hook>>) -> Vec<Hook> {
+    std::mem::take(&mut *hooks.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 impl Service {
     /// A service named `name`, listening on `127.0.0.1` on a free port over TCP, registered
     /// in the [default registry](crate::registry::default_registry).
@@ -95,14 +151,20 @@ impl Service {
             name: name.into(),
             version: "latest".to_owned(),
             address: "127.0.0.1:0".to_owned(),
+            advertise: None,
             metadata: HashMap::new(),
             transport: Arc::new(Tcp),
-            registry: registry::default_registry(),
+            registry: None,
             ttl: DEFAULT_REGISTER_TTL,
+            interval: None,
+            drain: DEFAULT_DRAIN,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             mailbox: None,
             max_frame: DEFAULT_MAX_FRAME,
             middleware: Chain::default(),
+            options: None,
             mounts: Vec::new(),
+            hooks: Hooks::default(),
         }
     }
 
@@ -119,6 +181,13 @@ impl Service {
         self
     }
 
+    /// The address to register when it differs from the bound one (behind NAT, in a
+    /// container, or when listening on `0.0.0.0`).
+    pub fn advertise(mut self, address: impl Into<String>) -> Self {
+        self.advertise = Some(address.into());
+        self
+    }
+
     /// A metadata entry registered with the service.
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
@@ -131,15 +200,34 @@ impl Service {
         self
     }
 
-    /// The registry to announce the service in.
+    /// The registry to announce the service in (default: the
+    /// [default registry](crate::registry::default_registry)).
     pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
-        self.registry = registry;
+        self.registry = Some(registry);
         self
     }
 
-    /// How long the registration lives unless renewed (default 60 s; renewed every third).
+    /// How long the registration lives unless renewed (default 30 s).
     pub fn register_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// How often to renew the registration (default: 10 s, or a third of a shorter TTL).
+    pub fn register_interval(mut self, interval: Duration) -> Self {
+        self.interval = Some(interval);
+        self
+    }
+
+    /// On shutdown, how long to keep serving after deregistering (default 1 s).
+    pub fn drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    /// On shutdown, the longest wait for in-flight calls (default 15 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
         self
     }
 
@@ -163,8 +251,62 @@ impl Service {
         self
     }
 
+    /// Uses these settings instead of reading `MICRO_*` variables at start (flags are only
+    /// ever read by [`run`](Self::run)).
+    ///
+    /// ```
+    /// let opts = micro::config::Options::resolve(|_: &str| None, &[]).unwrap();
+    /// let service = micro::Service::new("x").options(opts);
+    /// # drop(service);
+    /// ```
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = Some(options);
+        self
+    }
+
+    /// Runs `hook` before listening; an error aborts the start.
+    pub fn before_start<F, Fut>(mut self, hook_fn: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.hooks.before_start.push(hook(hook_fn));
+        self
+    }
+
+    /// Runs `hook` once the service is registered; an error stops it again.
+    pub fn after_start<F, Fut>(mut self, hook_fn: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.hooks.after_start.push(hook(hook_fn));
+        self
+    }
+
+    /// Runs `hook` when stopping, before deregistering.
+    pub fn before_stop<F, Fut>(mut self, hook_fn: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.hooks.before_stop.push(hook(hook_fn));
+        self
+    }
+
+    /// Runs `hook` once the service has stopped.
+    pub fn after_stop<F, Fut>(mut self, hook_fn: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.hooks.after_stop.push(hook(hook_fn));
+        self
+    }
+
     /// Serves the handlers of `value`, a type with `#[micro::service]` on an `impl` block,
-    /// with the number of workers its attribute declares (default 1).
+    /// with the number of workers its attribute declares (default 1). Several values may
+    /// share one service, as long as their endpoint names differ.
     pub fn handle<H: Handler>(mut self, value: H) -> Self {
         let workers = H::DEF.workers;
         self.mounts.push((
@@ -208,12 +350,72 @@ impl Service {
         self
     }
 
+    /// Applies `MICRO_*` settings (or those given to [`options`](Self::options)).
+    fn configure(mut self) -> Result<Self, Error> {
+        let opts = match self.options.take() {
+            Some(opts) => opts,
+            None => Options::from_env()?,
+        };
+        self.apply(&opts)?;
+        Ok(self)
+    }
+
+    fn apply(&mut self, opts: &Options) -> Result<(), Error> {
+        if let Some(v) = &opts.server_name {
+            self.name = v.clone();
+        }
+        if let Some(v) = &opts.server_version {
+            self.version = v.clone();
+        }
+        if let Some(v) = &opts.server_address {
+            self.address = v.clone();
+        }
+        if let Some(v) = &opts.server_advertise {
+            self.advertise = Some(v.clone());
+        }
+        for (k, v) in &opts.server_metadata {
+            self.metadata.insert(k.clone(), v.clone());
+        }
+        if let Some(v) = opts.server_drain {
+            self.drain = v;
+        }
+        if let Some(v) = opts.server_shutdown_timeout {
+            self.shutdown_timeout = v;
+        }
+        if let Some(v) = opts.register_ttl {
+            self.ttl = v;
+        }
+        if let Some(v) = opts.register_interval {
+            self.interval = Some(v);
+        }
+        if let Some(name) = &opts.transport {
+            self.transport = crate::transport::by_name(name).ok_or_else(|| {
+                Error::bad_request("micro.config", format_args!("unknown transport {name}"))
+            })?;
+        }
+        if opts.registry.is_some() || opts.registry_address.is_some() {
+            self.registry = Some(registry::from_options(opts));
+        }
+        self.options = Some(opts.clone());
+        Ok(())
+    }
+
     /// Listens, starts the actors, registers, and returns the running service.
     ///
+    /// Settings from `MICRO_*` variables override the builder's (see [`config`](crate::config)).
+    ///
     /// # Errors
-    /// When there is nothing to serve, two handled types declare the same endpoint, the
-    /// address cannot be bound, or the registry refuses the registration.
+    /// When a setting is invalid, there is nothing to serve, two handled types declare the
+    /// same endpoint, the address cannot be bound, a `before_start` or `after_start` hook
+    /// fails, or the registry refuses the registration after retries.
     pub async fn start(self) -> Result<RunningService, Error> {
+        let mut this = self.configure()?;
+        run_hooks("before_start", std::mem::take(&mut this.hooks.before_start)).await?;
+        this.launch().await
+    }
+
+    async fn launch(mut self) -> Result<RunningService, Error> {
+        let started_at = Instant::now();
         if self.mounts.is_empty() {
             return Err(Error::bad_request(
                 "micro.server",
@@ -223,6 +425,22 @@ impl Service {
                 ),
             ));
         }
+        let interval = self
+            .interval
+            .unwrap_or(DEFAULT_REGISTER_INTERVAL.min(self.ttl / 3));
+        if interval >= self.ttl {
+            return Err(Error::bad_request(
+                "micro.config",
+                format_args!(
+                    "register interval {interval:?} must be shorter than the TTL {:?}",
+                    self.ttl
+                ),
+            ));
+        }
+        let registry = self
+            .registry
+            .clone()
+            .unwrap_or_else(registry::default_registry);
         let mut listener = self.transport.listen(&self.address).await.map_err(|e| {
             Error::internal(
                 "micro.server",
@@ -233,41 +451,56 @@ impl Service {
                 ),
             )
         })?;
-        let address = listener.local_addr();
+        let bound = listener.local_addr();
+        let address = match &self.advertise {
+            Some(a) => a.clone(),
+            None => advertised(&bound),
+        };
+        let node_id = format!("{}-{:016x}", self.name, fastrand::u64(..));
 
         let default_mailbox = self.mailbox.unwrap_or(DEFAULT_MAILBOX);
         let mut mounted = Vec::new();
+        let mut actors = Vec::new();
         let mut routes = HashMap::new();
         let mut endpoints = Vec::new();
-        for (_, mount) in self.mounts {
-            let m = mount(default_mailbox, self.middleware.clone());
-            for route in &m.routes {
-                if routes.insert(route.def.name, route.clone()).is_some() {
-                    return Err(Error::bad_request(
-                        "micro.server",
-                        format_args!(
-                            "endpoint {} is declared twice in service {}",
-                            route.def.name, self.name
-                        ),
-                    ));
-                }
+        let mut add_routes = |started: Started| -> Result<Arc<Mounted>, Error> {
+            for route in started.routes {
                 endpoints.push(registry::Endpoint {
                     name: route.def.name.to_owned(),
                     request: Some(registry::Value::named(route.def.request)),
                     response: Some(registry::Value::named(route.def.response)),
                     metadata: HashMap::new(),
                 });
+                if let Some(first) = routes.insert(route.def.name, route) {
+                    return Err(Error::bad_request(
+                        "micro.server",
+                        format_args!(
+                            "endpoint {} is declared twice in service {}",
+                            first.def.name, self.name
+                        ),
+                    ));
+                }
             }
-            if m.def.service != self.name {
-                tracing::debug!(
-                    "{} declares service name {}, served here as {}",
-                    m.def.type_name,
-                    m.def.service,
-                    self.name
-                );
-            }
-            mounted.push(m);
+            actors.extend(started.actors);
+            Ok(started.mounted)
+        };
+        for (_, mount) in self.mounts {
+            mounted.push(add_routes(mount(default_mailbox, self.middleware.clone()))?);
         }
+        let probe = Arc::new(Probe {
+            service: self.name.clone(),
+            version: self.version.clone(),
+            node: node_id.clone(),
+            started: started_at,
+            handlers: mounted.clone(),
+        });
+        add_routes(server::mount(
+            Debug(probe.clone()),
+            1,
+            None,
+            Debug::DEF.mailbox,
+            Chain::default(),
+        ))?;
         let router = Arc::new(Router {
             service: self.name.as_str().into(),
             routes,
@@ -275,9 +508,16 @@ impl Service {
         });
         local::add(&router);
 
-        let stop = CancellationToken::new();
+        let shutdown = Shutdown::default();
+        let stop_accepting = CancellationToken::new();
+        let connections = TaskTracker::new();
         let accept = {
-            let (router, stop) = (router.clone(), stop.clone());
+            let (router, shutdown, stop, connections) = (
+                router.clone(),
+                shutdown.clone(),
+                stop_accepting.clone(),
+                connections.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let accepted = tokio::select! {
@@ -286,7 +526,12 @@ impl Service {
                     };
                     match accepted {
                         Ok((io, peer)) => {
-                            tokio::spawn(server::serve(io, peer, router.clone(), stop.clone()));
+                            connections.spawn(server::serve(
+                                io,
+                                peer,
+                                router.clone(),
+                                shutdown.clone(),
+                            ));
                         }
                         Err(e) => {
                             tracing::warn!("accept failed: {e}");
@@ -298,13 +543,13 @@ impl Service {
         };
 
         let node = registry::Node {
-            id: format!("{}-{:016x}", self.name, fastrand::u64(..)),
+            id: node_id,
             address: address.clone(),
             metadata: HashMap::from([
                 ("transport".to_owned(), self.transport.name().to_owned()),
                 ("protocol".to_owned(), "micro".to_owned()),
                 ("server".to_owned(), "micro".to_owned()),
-                ("registry".to_owned(), self.registry.name().to_owned()),
+                ("registry".to_owned(), registry.name().to_owned()),
             ]),
         };
         let record = registry::Service {
@@ -314,68 +559,96 @@ impl Service {
             endpoints,
             nodes: vec![node],
         };
-        let running = RunningService {
-            client: Client::builder().registry(self.registry.clone()).build(),
-            registry: self.registry,
+        let client = crate::client::ClientBuilder::from_options(self.options.as_ref())
+            .registry(registry.clone())
+            .build();
+        let heartbeat_stop = CancellationToken::new();
+        let mut running = RunningService {
+            client,
+            registry,
             record,
-            router,
-            stop,
-            accept,
-            mounted,
+            router: Some(router),
+            probe,
+            stop_accepting,
+            shutdown,
+            connections,
+            accept: Some(accept),
+            actors,
             heartbeat: None,
+            heartbeat_stop,
+            drain: self.drain,
+            shutdown_timeout: self.shutdown_timeout,
+            hooks_before_stop: std::mem::take(&mut self.hooks.before_stop).into(),
+            hooks_after_stop: std::mem::take(&mut self.hooks.after_stop).into(),
         };
-        if let Err(e) = running
-            .registry
-            .register(&running.record, Some(self.ttl))
-            .await
-        {
+        tracing::info!(service = %running.record.name, %address, "listening on {bound}");
+        if let Err(e) = running.register_with_retries(self.ttl).await {
             running.stop().await;
-            return Err(e.into());
+            return Err(e);
         }
         tracing::info!(
             service = %running.record.name,
-            address = %address,
-            "serving {} endpoint(s)",
-            running.router.routes.len()
+            node = %running.record.nodes[0].id,
+            registry = running.registry.name(),
+            "registered; renewing every {interval:?} (ttl {:?})",
+            self.ttl
         );
-        let heartbeat = {
-            let (registry, record, stop, ttl) = (
-                running.registry.clone(),
-                running.record.clone(),
-                running.stop.clone(),
-                self.ttl,
-            );
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(ttl / 3);
-                every.tick().await;
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = every.tick() => {}
-                    }
-                    if let Err(e) = registry.register(&record, Some(ttl)).await {
-                        tracing::warn!(service = %record.name, "re-registration failed: {e}");
-                    }
-                }
-            })
-        };
-        Ok(RunningService {
-            heartbeat: Some(heartbeat),
-            ..running
-        })
+        running.heartbeat = Some(running.spawn_heartbeat(self.ttl, interval));
+        if let Err(e) = run_hooks("after_start", std::mem::take(&mut self.hooks.after_start)).await
+        {
+            running.stop().await;
+            return Err(e);
+        }
+        Ok(running)
     }
 
-    /// Starts, serves until Ctrl-C or SIGTERM, then stops cleanly.
+    /// Reads flags and variables, starts, serves until Ctrl-C or SIGTERM, then stops cleanly:
+    /// deregister, keep serving for the drain period, stop accepting, let in-flight calls
+    /// finish (up to the shutdown timeout). `--help` prints the settings and returns.
     ///
     /// # Errors
-    /// As [`start`](Self::start).
-    pub async fn run(self) -> Result<(), Error> {
+    /// As [`start`](Self::start), and for flags that do not parse.
+    ///
+    /// ```no_run
+    /// # use micro::prelude::*;
+    /// # #[derive(Default)] struct Greeter;
+    /// # #[micro::service(name = "greeter")]
+    /// # impl Greeter { pub async fn hello(&self, n: String) -> micro::Result<String> { Ok(n) } }
+    /// #[tokio::main]
+    /// async fn main() -> micro::Result<()> {
+    ///     micro::Service::new("greeter").handle(Greeter).run().await
+    /// }
+    /// ```
+    pub async fn run(mut self) -> Result<(), Error> {
+        if self.options.is_none() {
+            let opts = Options::from_process()?;
+            if opts.help {
+                print!("{}", crate::config::help());
+                return Ok(());
+            }
+            self.options = Some(opts);
+        }
         let running = self.start().await?;
-        shutdown_signal().await;
-        tracing::info!(service = %running.record.name, "shutting down");
+        let signal = shutdown_signal().await;
+        tracing::info!(service = %running.record.name, "{signal}: shutting down");
         running.stop().await;
         Ok(())
     }
+}
+
+/// The address to register for a bound one: a wildcard host is not dialable, so loopback is
+/// registered instead, with a hint to set the advertised address.
+fn advertised(bound: &str) -> String {
+    for wildcard in ["0.0.0.0:", "[::]:"] {
+        if let Some(port) = bound.strip_prefix(wildcard) {
+            tracing::warn!(
+                "listening on all interfaces ({bound}); registering 127.0.0.1:{port}. \
+                 Set MICRO_SERVER_ADVERTISE to the address other hosts should dial"
+            );
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    bound.to_owned()
 }
 
 fn mailbox_for<H: Handler>(default: usize) -> usize {
@@ -385,26 +658,19 @@ fn mailbox_for<H: Handler>(default: usize) -> usize {
     }
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
 }
 
 /// A started [`Service`]. Stop it with [`stop`](Self::stop); dropping it leaves it running
@@ -413,11 +679,20 @@ pub struct RunningService {
     client: Client,
     registry: Arc<dyn Registry>,
     record: registry::Service,
-    router: Arc<Router>,
-    stop: CancellationToken,
-    accept: JoinHandle<()>,
-    mounted: Vec<Mounted>,
+    router: Option<Arc<Router>>,
+    probe: Arc<Probe>,
+    stop_accepting: CancellationToken,
+    shutdown: Shutdown,
+    connections: TaskTracker,
+    accept: Option<JoinHandle<()>>,
+    actors: Vec<JoinHandle<()>>,
     heartbeat: Option<JoinHandle<()>>,
+    heartbeat_stop: CancellationToken,
+    drain: Duration,
+    shutdown_timeout: Duration,
+    // Behind a lock only so that the service is `Sync`; nothing contends for it.
+    hooks_before_stop: std::sync::Mutex<Vec<Hook>>,
+    hooks_after_stop: std::sync::Mutex<Vec<Hook>>,
 }
 
 impl fmt::Debug for RunningService {
@@ -437,7 +712,7 @@ impl RunningService {
         &self.record.name
     }
 
-    /// The address the service listens on, as registered.
+    /// The address registered for this node (the bound one, unless advertised otherwise).
     ///
     /// See [`Service`] for an example.
     pub fn address(&self) -> &str {
@@ -451,7 +726,7 @@ impl RunningService {
         &self.record
     }
 
-    /// A client using the same registry as this service.
+    /// A client using the same registry and settings as this service.
     ///
     /// See [`Service`] for an example.
     pub fn client(&self) -> Client {
@@ -473,34 +748,112 @@ impl RunningService {
     /// # service.stop().await; Ok(()) }
     /// ```
     pub fn stats(&self) -> Vec<HandlerStats> {
-        self.mounted.iter().map(Mounted::snapshot).collect()
+        self.probe.stats().handlers
     }
 
-    /// Deregisters, stops accepting, lets queued and running calls finish (up to 10 s), and
-    /// ends the actors.
+    async fn register_with_retries(&self, ttl: Duration) -> Result<(), Error> {
+        let mut backoff = Duration::from_millis(100);
+        for attempt in 1..=REGISTER_ATTEMPTS {
+            match self.registry.register(&self.record, Some(ttl)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt == REGISTER_ATTEMPTS => {
+                    tracing::error!(service = %self.record.name, "registration failed, giving up: {e}");
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        service = %self.record.name,
+                        "registration attempt {attempt} failed: {e}; retrying in {backoff:?}"
+                    );
+                    tokio::time::sleep(backoff + Duration::from_millis(fastrand::u64(..50))).await;
+                    backoff *= 2;
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn spawn_heartbeat(&self, ttl: Duration, interval: Duration) -> JoinHandle<()> {
+        let (registry, record, stop) = (
+            self.registry.clone(),
+            self.record.clone(),
+            self.heartbeat_stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = every.tick() => {}
+                }
+                if let Err(e) = registry.register(&record, Some(ttl)).await {
+                    tracing::warn!(service = %record.name, "re-registration failed: {e}");
+                }
+            }
+        })
+    }
+
+    /// Stops cleanly: deregisters, keeps serving for the drain period so callers' caches
+    /// catch up, stops accepting connections, tells clients to go away, lets in-flight
+    /// calls finish (up to the shutdown timeout), and ends the actors. Logged at each step.
     ///
     /// See [`Service`] for an example.
-    pub async fn stop(self) {
-        if let Err(e) = self.registry.deregister(&self.record).await {
-            tracing::warn!(service = %self.record.name, "deregistration failed: {e}");
-        }
-        local::remove(&self.router);
-        self.stop.cancel();
-        let _ = self.accept.await;
-        if let Some(h) = self.heartbeat {
+    pub async fn stop(mut self) {
+        let name = self.record.name.clone();
+        let hooks = take_hooks(&self.hooks_before_stop);
+        let _ = run_hooks("before_stop", hooks).await;
+        self.heartbeat_stop.cancel();
+        if let Some(h) = self.heartbeat.take() {
             let _ = h.await;
         }
-        drop(self.router);
-        let mut actors = Vec::new();
-        for m in self.mounted {
-            actors.extend(m.actors);
+        match self.registry.deregister(&self.record).await {
+            Ok(()) => tracing::info!(service = %name, "deregistered"),
+            Err(e) => tracing::warn!(service = %name, "deregistration failed: {e}"),
         }
-        let all = futures_util::future::join_all(actors);
-        if tokio::time::timeout(Duration::from_secs(10), all)
+        if !self.drain.is_zero() && !self.connections.is_empty() {
+            tracing::info!(service = %name, "draining for {:?}", self.drain);
+            tokio::time::sleep(self.drain).await;
+        }
+        if let Some(router) = &self.router {
+            local::remove(router);
+        }
+        self.stop_accepting.cancel();
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+        let deadline = Instant::now() + self.shutdown_timeout;
+        tracing::info!(
+            service = %name,
+            "stopped accepting; waiting for {} connection(s)",
+            self.connections.len()
+        );
+        self.shutdown.drain.cancel();
+        self.connections.close();
+        if tokio::time::timeout_at(deadline.into(), self.connections.wait())
             .await
             .is_err()
         {
-            tracing::warn!(service = %self.record.name, "calls still running after 10 s; leaving them");
+            tracing::warn!(
+                service = %name,
+                "{} connection(s) still busy after {:?}; closing them",
+                self.connections.len(),
+                self.shutdown_timeout
+            );
+            self.shutdown.abort.cancel();
         }
+        // With the router gone, mailboxes close once drained and the actors end.
+        self.router = None;
+        let actors = futures_util::future::join_all(std::mem::take(&mut self.actors));
+        if tokio::time::timeout_at(deadline.into(), actors)
+            .await
+            .is_err()
+        {
+            tracing::warn!(service = %name, "handlers still running after {:?}; leaving them", self.shutdown_timeout);
+        }
+        tracing::info!(service = %name, "stopped");
+        let hooks = take_hooks(&self.hooks_after_stop);
+        let _ = run_hooks("after_stop", hooks).await;
     }
 }

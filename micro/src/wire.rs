@@ -15,6 +15,8 @@ pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024;
 const KIND_REQUEST: u8 = 1;
 const KIND_REPLY: u8 = 2;
 const KIND_ERROR: u8 = 3;
+const KIND_GOAWAY: u8 = 4;
+const KIND_GOAWAY_ACK: u8 = 5;
 
 /// A frame as read from the network.
 #[derive(Debug)]
@@ -29,6 +31,10 @@ pub(crate) enum Frame {
         id: u64,
         error: Error,
     },
+    /// The server is shutting down: send no new request on this connection.
+    GoAway,
+    /// The client will send no new request on this connection.
+    GoAwayAck,
 }
 
 /// A request frame; service and endpoint are kept as the validated UTF-8 bytes of the frame.
@@ -75,6 +81,8 @@ impl Frame {
         let id = buf.get_u64();
         let content_type = || ContentType::from_code(ct).ok_or(FrameError("unknown content type"));
         match kind {
+            KIND_GOAWAY => Ok(Frame::GoAway),
+            KIND_GOAWAY_ACK => Ok(Frame::GoAwayAck),
             KIND_REQUEST => {
                 if buf.len() < 4 {
                     return Err(FrameError("request frame truncated in its timeout"));
@@ -159,6 +167,8 @@ pub(crate) enum Outgoing {
         id: u64,
         error: Error,
     },
+    GoAway,
+    GoAwayAck,
 }
 
 impl Outgoing {
@@ -201,6 +211,8 @@ impl Outgoing {
                 let json = serde_json::to_vec(error).unwrap_or_default();
                 buf.extend_from_slice(&json);
             }
+            Outgoing::GoAway => header(buf, KIND_GOAWAY, ContentType::Json, 0),
+            Outgoing::GoAwayAck => header(buf, KIND_GOAWAY_ACK, ContentType::Json, 0),
         }
         let len = (buf.len() - start - 4) as u32;
         buf[start..start + 4].copy_from_slice(&len.to_be_bytes());

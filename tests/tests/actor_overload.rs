@@ -3,7 +3,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use micro::prelude::*;
 use tests::{Counter, counter_client, wait_until};
 
 const CAPACITY: usize = 4;
@@ -21,13 +20,17 @@ async fn full_mailbox_answers_overloaded_and_memory_stays_flat() {
         let name = format!("overload-{wire}");
         let counter = Counter::new();
         let gate = counter.gate.clone();
-        let service = Service::new(&name)
+        let service = tests::service(&name)
             .mailbox(CAPACITY)
             .handle(counter)
             .start()
             .await
             .unwrap();
-        let client = counter_client(&name, wire);
+        // Retries off: each rejection should be seen by its caller, not absorbed.
+        let client = tests::CounterClient::with_service(
+            tests::client_builder().fast_path(!wire).retries(0).build(),
+            name.as_str(),
+        );
 
         // One call holds the actor, CAPACITY more fill the mailbox.
         let mut held = Vec::new();
@@ -86,7 +89,7 @@ async fn a_call_whose_deadline_passes_in_the_mailbox_is_not_run() {
         let name = format!("deadline-{wire}");
         let counter = Counter::new();
         let (gate, runs) = (counter.gate.clone(), counter.runs.clone());
-        let service = Service::new(&name).handle(counter).start().await.unwrap();
+        let service = tests::service(&name).handle(counter).start().await.unwrap();
         let client = counter_client(&name, wire);
 
         let holder = {
@@ -131,7 +134,7 @@ async fn a_dropped_local_call_is_skipped() {
     let name = "dropped-call";
     let counter = Counter::new();
     let (gate, runs) = (counter.gate.clone(), counter.runs.clone());
-    let service = Service::new(name).handle(counter).start().await.unwrap();
+    let service = tests::service(name).handle(counter).start().await.unwrap();
     let client = counter_client(name, false);
     let holder = {
         let client = client.clone();

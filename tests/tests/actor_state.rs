@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use micro::prelude::*;
 use tests::{Counter, counter_client, start_counter};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +56,7 @@ impl Worker {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_4_spreads_calls_over_4_actors() {
     let first = NEXT_ID.fetch_add(1, Ordering::SeqCst);
-    let service = Service::new("workers")
+    let service = tests::service("workers")
         .handle(Worker { id: first })
         .start()
         .await
@@ -83,7 +82,7 @@ async fn handle_workers_on_the_builder_clones_the_state() {
     let name = "workers-builder";
     let counter = Counter::new();
     let runs = counter.runs.clone();
-    let service = Service::new(name)
+    let service = tests::service(name)
         .handle_workers(counter, 3)
         .start()
         .await

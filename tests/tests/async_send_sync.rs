@@ -25,10 +25,10 @@ fn public_types_are_send_and_sync() {
 
 #[test]
 fn call_futures_are_send() {
-    let client = CounterClient::with_service(Client::new(), "x");
+    let client = CounterClient::with_service(tests::client(), "x");
     let fut = std::future::IntoFuture::into_future(client.get());
     send_val(&fut);
-    let start = Service::new("x").handle(tests::Counter::new()).start();
+    let start = tests::service("x").handle(tests::Counter::new()).start();
     send_val(&start);
     drop(start);
 }

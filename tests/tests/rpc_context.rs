@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use micro::prelude::*;
 use tests::{Counter, CounterClient, counter_client, start_counter};
 
 /// Calls the counter registered as `target` from inside its own handler.
@@ -32,7 +31,7 @@ async fn nested_calls_inherit_the_remaining_deadline_and_trace_id() {
         let target = format!("ctx-target-{wire}");
         let counter = start_counter(&target, Counter::new()).await;
         let relay_name = format!("ctx-relay-{wire}");
-        let relay = Service::new(&relay_name)
+        let relay = tests::service(&relay_name)
             .handle(Relay {
                 target: target.clone(),
                 wire,
@@ -40,7 +39,7 @@ async fn nested_calls_inherit_the_remaining_deadline_and_trace_id() {
             .start()
             .await
             .unwrap();
-        let client = RelayClient::with_service(Client::new(), relay_name.as_str());
+        let client = RelayClient::with_service(tests::client(), relay_name.as_str());
 
         let left = client
             .remaining()

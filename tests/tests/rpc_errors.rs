@@ -6,7 +6,7 @@ use tests::{Counter, counter_client, start_counter, wire_client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_service_is_not_found_by_name() {
-    for client in [micro::Client::new(), wire_client()] {
+    for client in [tests::client(), wire_client()] {
         let err = client
             .call_json("no.such.service", "Nope.Nope", json!({}))
             .await
@@ -19,7 +19,7 @@ async fn unknown_service_is_not_found_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_endpoint_names_endpoint_and_service() {
     let service = start_counter("errors-endpoint", Counter::new()).await;
-    for client in [micro::Client::new(), wire_client()] {
+    for client in [tests::client(), wire_client()] {
         let err = client
             .call_json("errors-endpoint", "Counter.Nope", json!(1))
             .await
@@ -52,7 +52,7 @@ async fn a_node_asked_for_another_service_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_request_is_a_bad_request_naming_the_type() {
     let service = start_counter("errors-decode", Counter::new()).await;
-    for client in [micro::Client::new(), wire_client()] {
+    for client in [tests::client(), wire_client()] {
         let err = client
             .call_json("errors-decode", "Counter.Add", json!({"not": "a number"}))
             .await
@@ -89,7 +89,7 @@ async fn handler_errors_cross_the_wire_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_is_refused_before_sending() {
     let service = start_counter("errors-big", Counter::new()).await;
-    let client = micro::Client::builder()
+    let client = tests::client_builder()
         .fast_path(false)
         .max_frame(64 * 1024)
         .build();
@@ -108,7 +108,7 @@ async fn oversized_request_is_refused_before_sending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_reply_becomes_an_error_and_the_connection_survives() {
-    let service = micro::Service::new("errors-big-reply")
+    let service = tests::service("errors-big-reply")
         .max_frame(64 * 1024)
         .handle(Counter::new())
         .start()

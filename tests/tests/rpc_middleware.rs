@@ -48,7 +48,7 @@ impl Middleware for Guard {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_and_server_middleware_wrap_every_call() {
     let guard = Arc::new(Guard::default());
-    let service = micro::Service::new("mw")
+    let service = tests::service("mw")
         .middleware(guard.clone())
         .handle(Counter::new())
         .start()
@@ -56,12 +56,12 @@ async fn client_and_server_middleware_wrap_every_call() {
         .unwrap();
     for wire in [false, true] {
         let plain =
-            CounterClient::with_service(micro::Client::builder().fast_path(!wire).build(), "mw");
+            CounterClient::with_service(tests::client_builder().fast_path(!wire).build(), "mw");
         let err = plain.get().await.unwrap_err();
         assert_eq!(err.code, 401, "{err}");
 
         let with_token = CounterClient::with_service(
-            micro::Client::builder()
+            tests::client_builder()
                 .fast_path(!wire)
                 .middleware(Arc::new(Token))
                 .build(),

@@ -32,7 +32,7 @@ async fn thousand_concurrent_calls_on_one_connection_are_all_answered_correctly(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_of_connections_spreads_calls() {
     let service = start_counter("mux-pool", Counter::new()).await;
-    let client = micro::Client::builder()
+    let client = tests::client_builder()
         .fast_path(false)
         .connections_per_node(4)
         .build();

@@ -23,7 +23,7 @@ async fn closing_error(stream: &mut TcpStream) -> micro::Error {
 }
 
 async fn start(name: &str) -> micro::RunningService {
-    micro::Service::new(name)
+    tests::service(name)
         .max_frame(64 * 1024)
         .handle(Counter::new())
         .start()

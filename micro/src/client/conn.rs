@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
+use super::Failure;
 use crate::Error;
 use crate::framed::{FrameReader, ReadError, write_loop};
 use crate::transport::BoxIo;
@@ -14,16 +15,28 @@ use crate::wire::{Frame, Outgoing};
 type Waiter = oneshot::Sender<Result<Frame, Error>>;
 
 #[derive(Debug, Default)]
+struct Calls {
+    waiting: HashMap<u64, Waiter>,
+    /// Set when the server said go away: nothing more may be sent. Kept under the same lock
+    /// as sending, so no request can slip onto the wire after the acknowledgement.
+    draining: bool,
+}
+
+#[derive(Debug, Default)]
 struct Shared {
-    pending: Mutex<HashMap<u64, Waiter>>,
+    calls: Mutex<Calls>,
     closed: AtomicBool,
 }
 
 impl Shared {
+    fn calls(&self) -> MutexGuard<'_, Calls> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn fail_all(&self, error: &Error) {
         self.closed.store(true, Ordering::SeqCst);
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        for (_, waiter) in pending {
+        let waiting = std::mem::take(&mut self.calls().waiting);
+        for (_, waiter) in waiting {
             let _ = waiter.send(Err(error.clone()));
         }
     }
@@ -48,41 +61,56 @@ impl Conn {
         tokio::spawn(read_loop(
             FrameReader::new(read, max_frame),
             shared.clone(),
+            tx.downgrade(),
             addr.clone(),
         ));
         Arc::new(Conn {
             tx,
             shared,
-            // 0 is reserved for errors about the connection itself.
+            // 0 is reserved for frames about the connection itself.
             next_id: AtomicU64::new(1),
             addr,
         })
     }
 
+    /// Whether new calls must go elsewhere: the connection failed or the server is leaving.
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::SeqCst) || self.tx.is_disconnected()
+        self.shared.closed.load(Ordering::SeqCst)
+            || self.tx.is_disconnected()
+            || self.shared.calls().draining
     }
 
     /// Sends a request built around a fresh call id and waits for its reply frame.
     ///
+    /// A failure before the request was handed to the connection is [`Failure::NotRun`].
+    ///
     /// # Cancel safety
     /// Dropping the future forgets the call: a late reply is discarded.
-    pub(crate) async fn call(&self, request: impl FnOnce(u64) -> Outgoing) -> Result<Frame, Error> {
+    pub(crate) async fn call(
+        &self,
+        request: impl FnOnce(u64) -> Outgoing,
+    ) -> Result<Frame, Failure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (waiter, reply) = oneshot::channel();
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, waiter);
+        {
+            let mut calls = self.shared.calls();
+            if calls.draining || self.shared.closed.load(Ordering::SeqCst) {
+                return Err(Failure::NotRun(self.lost()));
+            }
+            if self.tx.send(request(id)).is_err() {
+                return Err(Failure::NotRun(self.lost()));
+            }
+            calls.waiting.insert(id, waiter);
+        }
         let _forget = Forget {
             shared: &self.shared,
             id,
         };
-        if self.is_closed() || self.tx.send(request(id)).is_err() {
-            return Err(self.lost());
+        match reply.await {
+            Ok(Ok(frame)) => Ok(frame),
+            Ok(Err(error)) => Err(Failure::Final(error)),
+            Err(_) => Err(Failure::Final(self.lost())),
         }
-        reply.await.unwrap_or_else(|_| Err(self.lost()))
     }
 
     fn lost(&self) -> Error {
@@ -101,15 +129,17 @@ struct Forget<'a> {
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        self.shared.calls().waiting.remove(&self.id);
     }
 }
 
-async fn read_loop(mut frames: FrameReader, shared: Arc<Shared>, addr: Arc<str>) {
+async fn read_loop(
+    mut frames: FrameReader,
+    shared: Arc<Shared>,
+    tx: flume::WeakSender<Outgoing>,
+    addr: Arc<str>,
+) {
+    // Weak, so that the connection closes when the pool lets go of it.
     let error = loop {
         let frame = match frames.next().await {
             Ok(frame) => frame,
@@ -127,10 +157,19 @@ async fn read_loop(mut frames: FrameReader, shared: Arc<Shared>, addr: Arc<str>)
                 );
             }
         };
-        let id = match &frame {
-            Frame::Reply { id, .. } | Frame::Error { id, .. } => *id,
-            Frame::Request(_) => {
-                tracing::warn!(%addr, "closing connection: server sent a request frame");
+        let (id, frame) = match frame {
+            Frame::Reply { id, .. } | Frame::Error { id, .. } => (id, frame),
+            Frame::GoAway => {
+                let mut calls = shared.calls();
+                calls.draining = true;
+                if let Some(tx) = tx.upgrade() {
+                    let _ = tx.send(Outgoing::GoAwayAck);
+                }
+                tracing::debug!(%addr, "server going away; {} call(s) still waiting", calls.waiting.len());
+                continue;
+            }
+            Frame::Request(_) | Frame::GoAwayAck => {
+                tracing::warn!(%addr, "closing connection: unexpected frame from the server");
                 break Error::unavailable(
                     "micro.client",
                     format_args!("{addr} broke the protocol"),
@@ -144,11 +183,7 @@ async fn read_loop(mut frames: FrameReader, shared: Arc<Shared>, addr: Arc<str>)
             }
             continue;
         }
-        let waiter = shared
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        let waiter = shared.calls().waiting.remove(&id);
         if let Some(waiter) = waiter {
             let _ = waiter.send(Ok(frame));
         }

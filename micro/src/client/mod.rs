@@ -56,6 +56,7 @@ use crate::selector::{Random, Selector};
 use crate::server::{HEADER_ALLOWANCE, local};
 use crate::transport::{Memory, Tcp, Transport};
 use crate::wire::{DEFAULT_MAX_FRAME, Frame, Outgoing};
+
 use crate::{Context, Error, Message, Payload, TRACE_ID};
 
 /// Calls services. See the [module docs](self).
@@ -69,6 +70,8 @@ struct Inner {
     registry: Arc<dyn Registry>,
     selector: Arc<dyn Selector>,
     pool: pool::Pool,
+    nodes: dashmap::DashMap<Arc<str>, (Instant, Arc<[Node]>)>,
+    retries: u32,
     timeout: Duration,
     content_type: ContentType,
     fast_path: bool,
@@ -92,6 +95,7 @@ struct Inner {
 pub struct ClientBuilder {
     registry: Arc<dyn Registry>,
     selector: Arc<dyn Selector>,
+    retries: u32,
     timeout: Duration,
     content_type: ContentType,
     fast_path: bool,
@@ -103,22 +107,46 @@ pub struct ClientBuilder {
 /// The request timeout when none is set: 5 seconds, as go-micro.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Retries of a call that provably did not run, when none is set: 1, as go-micro.
+pub const DEFAULT_RETRIES: u32 = 1;
+
+/// How long a registry lookup is reused before asking the registry again.
+const NODE_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The `MICRO_*` variables of this process apply: `MICRO_CLIENT_REQUEST_TIMEOUT`,
+/// `MICRO_CLIENT_RETRIES`, `MICRO_CLIENT_POOL_SIZE`, and the registry settings.
 impl Default for ClientBuilder {
     fn default() -> Self {
-        Self {
-            registry: crate::registry::default_registry(),
-            selector: Arc::new(Random),
-            timeout: DEFAULT_TIMEOUT,
-            content_type: ContentType::Bincode,
-            fast_path: true,
-            per_node: 1,
-            max_frame: DEFAULT_MAX_FRAME,
-            middleware: Chain::default(),
-        }
+        Self::from_options(None)
     }
 }
 
 impl ClientBuilder {
+    /// Defaults overridden by `opts` (or by this process's `MICRO_*` variables when `None`).
+    pub(crate) fn from_options(opts: Option<&crate::config::Options>) -> Self {
+        let opts = opts.unwrap_or_else(|| crate::config::process_env());
+        Self {
+            registry: crate::registry::default_registry(),
+            selector: Arc::new(Random),
+            retries: opts.client_retries.unwrap_or(DEFAULT_RETRIES),
+            timeout: opts.client_request_timeout.unwrap_or(DEFAULT_TIMEOUT),
+            content_type: ContentType::Bincode,
+            fast_path: true,
+            per_node: opts.client_pool_size.unwrap_or(1),
+            max_frame: DEFAULT_MAX_FRAME,
+            middleware: Chain::default(),
+        }
+    }
+
+    /// How many times to retry a call that provably did not run: the node refused the
+    /// connection, the connection was closing before the request was sent, or the service
+    /// rejected it as overloaded before it was queued (default 1). Each retry picks a node
+    /// again, within the call's deadline. A call that may have run is never retried.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
     /// Where to find services (default: [`default_registry`](crate::registry::default_registry)).
     pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
         self.registry = registry;
@@ -175,6 +203,8 @@ impl ClientBuilder {
                 registry: self.registry,
                 selector: self.selector,
                 pool: pool::Pool::new(self.per_node, self.max_frame),
+                nodes: dashmap::DashMap::new(),
+                retries: self.retries,
                 timeout: self.timeout,
                 content_type: self.content_type,
                 fast_path: self.fast_path,
@@ -218,7 +248,7 @@ impl Client {
     /// The registry this client looks services up in.
     ///
     /// ```
-    /// assert_eq!(micro::Client::new().registry().name(), "memory");
+    /// assert!(["local", "memory"].contains(&micro::Client::new().registry().name()));
     /// ```
     pub fn registry(&self) -> &Arc<dyn Registry> {
         &self.inner.registry
@@ -302,21 +332,14 @@ impl Client {
         }
     }
 
-    /// Delivers a request: into a mailbox of this process, or over a connection to a node.
+    /// Delivers a request: into a mailbox of this process, or over a connection to a node,
+    /// retrying what provably did not run.
     async fn dispatch(&self, request: Request, opts: &CallOptions) -> Result<Payload, Error> {
         if opts.node.is_none() && self.inner.fast_path {
             if let Some(router) = local::find(&request.service) {
                 return router.call_local(request).await;
             }
         }
-        let (address, transport): (String, &dyn Transport) = match &opts.node {
-            Some(address) => (address.clone(), transport_for_address(address)),
-            None => {
-                let node = self.pick(&request.service).await?;
-                let transport = transport_for_node(&node);
-                (node.address, transport)
-            }
-        };
         let content_type = opts.content_type.unwrap_or(self.inner.content_type);
         let body = request.payload.to_bytes(content_type).map_err(|e| {
             Error::bad_request(
@@ -334,53 +357,151 @@ impl Client {
                 ),
             ));
         }
-        let timeout_ms = request.deadline.map_or(0, |d| {
-            let ms = d.saturating_duration_since(Instant::now()).as_millis();
-            u32::try_from(ms).unwrap_or(u32::MAX).max(1)
-        });
-        let conn = self.inner.pool.get(transport, &address).await?;
-        let frame = conn
-            .call(|id| Outgoing::Request {
-                id,
-                content_type,
-                timeout_ms,
-                service: request.service,
-                endpoint: request.endpoint,
-                metadata: request.metadata,
-                body,
-            })
-            .await?;
-        match frame {
-            Frame::Reply {
-                content_type, body, ..
-            } => Ok(Payload::encoded(content_type, body)),
-            Frame::Error { error, .. } => Err(error),
-            Frame::Request(_) => Err(Error::internal("micro.client", "unexpected frame")),
+        let mut backoff = Duration::from_millis(5);
+        let mut attempt = 0;
+        loop {
+            let node = match &opts.node {
+                Some(address) => Node {
+                    address: address.clone(),
+                    ..Node::default()
+                },
+                None => self.pick(&request.service).await?,
+            };
+            let timeout_ms = request.deadline.map_or(0, |d| {
+                let ms = d.saturating_duration_since(Instant::now()).as_millis();
+                u32::try_from(ms).unwrap_or(u32::MAX).max(1)
+            });
+            let outcome = self
+                .attempt(&node, opts, |id| Outgoing::Request {
+                    id,
+                    content_type,
+                    timeout_ms,
+                    service: request.service.clone(),
+                    endpoint: request.endpoint.clone(),
+                    metadata: request.metadata.clone(),
+                    body: body.clone(),
+                })
+                .await;
+            let error = match outcome {
+                Ok(payload) => {
+                    self.inner.selector.report(&request.service, &node, Ok(()));
+                    return Ok(payload);
+                }
+                Err(Failure::Final(error)) => {
+                    if error.is_unavailable() {
+                        self.forget(&request.service);
+                    }
+                    self.inner
+                        .selector
+                        .report(&request.service, &node, Err(&error));
+                    return Err(error);
+                }
+                Err(Failure::NotRun(error)) => error,
+            };
+            self.inner
+                .selector
+                .report(&request.service, &node, Err(&error));
+            if !error.is_overloaded() {
+                self.forget(&request.service);
+            }
+            if attempt >= self.inner.retries {
+                return Err(error);
+            }
+            attempt += 1;
+            tracing::debug!(
+                service = %request.service,
+                node = %node.address,
+                "retry {attempt} after: {error}"
+            );
+            let jitter = Duration::from_micros(fastrand::u64(..=backoff.as_micros() as u64));
+            tokio::time::sleep(backoff + jitter).await;
+            backoff *= 2;
         }
     }
 
-    /// Chooses a node of `service` through the registry and selector.
-    async fn pick(&self, service: &str) -> Result<Node, Error> {
-        let versions = self
+    /// One attempt on one node.
+    async fn attempt(
+        &self,
+        node: &Node,
+        opts: &CallOptions,
+        request: impl FnOnce(u64) -> Outgoing,
+    ) -> Result<Payload, Failure> {
+        let transport = match &opts.node {
+            Some(address) => transport_for_address(address),
+            None => transport_for_node(node),
+        };
+        let conn = self
             .inner
-            .registry
-            .get_service(service)
+            .pool
+            .get(transport, &node.address)
             .await
-            .map_err(|e| match e {
-                RegistryError::NotFound(_) => {
-                    Error::not_found("micro.client", format_args!("service {service} not found"))
-                }
-                other => other.into(),
-            })?;
-        let mut nodes: Vec<Node> = versions.into_iter().flat_map(|s| s.nodes).collect();
+            .map_err(Failure::NotRun)?;
+        match conn.call(request).await? {
+            Frame::Reply {
+                content_type, body, ..
+            } => Ok(Payload::encoded(content_type, body)),
+            // Rejected before it was queued: the handler did not run.
+            Frame::Error { error, .. } if error.is_overloaded() => Err(Failure::NotRun(error)),
+            Frame::Error { error, .. } => Err(Failure::Final(error)),
+            _ => Err(Failure::Final(Error::internal(
+                "micro.client",
+                "unexpected frame",
+            ))),
+        }
+    }
+
+    /// Chooses a node of `service` through the registry (cached briefly) and selector.
+    async fn pick(&self, service: &Arc<str>) -> Result<Node, Error> {
+        let cached = self
+            .inner
+            .nodes
+            .get(service)
+            .filter(|e| e.0.elapsed() < NODE_CACHE_TTL)
+            .map(|e| e.1.clone());
+        let nodes = match cached {
+            Some(nodes) => nodes,
+            None => {
+                let versions =
+                    self.inner
+                        .registry
+                        .get_service(service)
+                        .await
+                        .map_err(|e| match e {
+                            RegistryError::NotFound(_) => Error::not_found(
+                                "micro.client",
+                                format_args!("service {service} not found"),
+                            ),
+                            other => other.into(),
+                        })?;
+                let nodes: Arc<[Node]> = versions.into_iter().flat_map(|s| s.nodes).collect();
+                self.inner
+                    .nodes
+                    .insert(service.clone(), (Instant::now(), nodes.clone()));
+                nodes
+            }
+        };
         let index = self.inner.selector.select(service, &nodes).ok_or_else(|| {
             Error::unavailable(
                 "micro.client",
                 format_args!("service {service} has no nodes"),
             )
         })?;
-        Ok(nodes.swap_remove(index))
+        Ok(nodes[index].clone())
     }
+
+    /// Drops the cached nodes of `service`, so the next call asks the registry.
+    fn forget(&self, service: &str) {
+        self.inner.nodes.remove(service);
+    }
+}
+
+/// Why an attempt failed, and whether it could have reached a handler.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Provably not run: safe to send again.
+    NotRun(Error),
+    /// May have run, or failed for good.
+    Final(Error),
 }
 
 fn transport_for_node(node: &Node) -> &'static dyn Transport {

@@ -9,6 +9,7 @@
 //! | backend | scope |
 //! |---------|-------|
 //! | [`MemoryRegistry`] | one process (the default for now) |
+//! | [`LocalRegistry`] | processes of one user on one machine, through files in a directory |
 //!
 //! ```
 //! use micro::registry::{MemoryRegistry, Node, Registry, Service};
@@ -27,8 +28,10 @@
 //! # Ok(()) }
 //! ```
 
+mod local;
 mod memory;
 
+pub use local::LocalRegistry;
 pub use memory::MemoryRegistry;
 
 use std::collections::HashMap;
@@ -282,14 +285,32 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<Watcher, RegistryError>>;
 }
 
-static DEFAULT: LazyLock<Arc<dyn Registry>> = LazyLock::new(|| Arc::new(MemoryRegistry::new()));
+static MEMORY: LazyLock<Arc<dyn Registry>> = LazyLock::new(|| Arc::new(MemoryRegistry::new()));
+
+static DEFAULT: LazyLock<Arc<dyn Registry>> =
+    LazyLock::new(|| from_options(crate::config::process_env()));
 
 /// The process-wide default registry, shared by every [`Service`](crate::Service) and
-/// [`Client`](crate::Client) that is not given another.
+/// [`Client`](crate::Client) that is not given another: chosen by `MICRO_REGISTRY` and
+/// `MICRO_REGISTRY_ADDRESS`, and otherwise the host-local registry, so that processes on
+/// one machine find each other with no configuration.
 ///
 /// ```
-/// assert_eq!(micro::registry::default_registry().name(), "memory");
+/// let registry = micro::registry::default_registry();
+/// assert!(["local", "memory"].contains(&registry.name()));
 /// ```
 pub fn default_registry() -> Arc<dyn Registry> {
     DEFAULT.clone()
+}
+
+/// The registry that `MICRO_REGISTRY`-style settings name (`local` when unset). `memory`
+/// is one registry shared by the whole process.
+pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Registry> {
+    match opts.registry.as_deref() {
+        Some("memory") => MEMORY.clone(),
+        _ => match &opts.registry_address {
+            Some(dir) => Arc::new(LocalRegistry::at(dir)),
+            None => Arc::new(LocalRegistry::new()),
+        },
+    }
 }

@@ -57,15 +57,15 @@ impl Mounted {
         let c = &self.stats;
         HandlerStats {
             handler: self.def.type_name.to_owned(),
-            workers: self.actors.len(),
+            workers: self.workers,
             calls: c.calls.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
             panics: c.panics.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             expired: c.expired.load(Ordering::Relaxed),
             running: c.running.load(Ordering::Relaxed),
-            queued: self.mailbox.len(),
-            capacity: self.mailbox.capacity().unwrap_or_default(),
+            queued: self.queue.len(),
+            capacity: self.queue.capacity().unwrap_or_default(),
         }
     }
 }
@@ -76,13 +76,21 @@ impl Counters {
     }
 }
 
-/// A handled value, moved into its actors.
+/// What stays visible of a handled value once it moved into its actors: enough for stats,
+/// and nothing that keeps its mailbox open.
 #[derive(Debug)]
 pub(crate) struct Mounted {
     pub(crate) def: &'static HandlerDef,
+    queue: flume::Receiver<Envelope>,
+    stats: Arc<Counters>,
+    workers: usize,
+}
+
+/// A freshly started handled value: its stats view, its routes, its actor tasks.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) mounted: Arc<Mounted>,
     pub(crate) routes: Vec<Route>,
-    pub(crate) mailbox: flume::Sender<super::Envelope>,
-    pub(crate) stats: Arc<Counters>,
     pub(crate) actors: Vec<JoinHandle<()>>,
 }
 
@@ -96,7 +104,7 @@ pub(crate) fn mount<H: Handler>(
     replicate: Option<fn(&H) -> H>,
     capacity: usize,
     chain: Chain,
-) -> Mounted {
+) -> Started {
     let def = H::DEF;
     let (tx, rx) = flume::bounded(capacity.max(1));
     let stats = Arc::new(Counters::default());
@@ -112,7 +120,7 @@ pub(crate) fn mount<H: Handler>(
         }
     }
     states.push(value);
-    let actors = states
+    let actors: Vec<JoinHandle<()>> = states
         .into_iter()
         .map(|state| tokio::spawn(run(state, rx.clone(), stats.clone(), chain.clone())))
         .collect();
@@ -127,11 +135,16 @@ pub(crate) fn mount<H: Handler>(
             stats: stats.clone(),
         })
         .collect();
-    Mounted {
+    drop(tx);
+    let mounted = Arc::new(Mounted {
         def,
-        routes,
-        mailbox: tx,
+        workers: actors.len(),
+        queue: rx,
         stats,
+    });
+    Started {
+        mounted,
+        routes,
         actors,
     }
 }

@@ -2,11 +2,14 @@
 
 mod actor;
 mod conn;
+mod debug;
 pub(crate) mod local;
 
 pub use actor::HandlerStats;
-pub(crate) use actor::{Counters, Mounted, mount};
-pub(crate) use conn::serve;
+pub(crate) use actor::{Counters, Mounted, Started, mount};
+pub(crate) use conn::{Shutdown, serve};
+pub(crate) use debug::{Debug, Probe};
+pub use debug::{Health, Stats};
 
 use std::collections::HashMap;
 use std::sync::Arc;

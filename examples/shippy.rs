@@ -1,0 +1,207 @@
+//! The consignment service of go-micro's classic "shippy" tutorial, in two processes.
+//!
+//! ```text
+//! cargo run --example shippy              # starts a server process and a client process
+//! cargo run --example shippy -- server    # terminal 1
+//! cargo run --example shippy -- client    # terminal 2: creates a consignment, lists them all
+//! cargo run --example shippy -- client my-consignment.json
+//! ```
+//!
+//! The two find each other through the default host-local registry: no server, no
+//! configuration. `server` takes the usual `MICRO_*` variables and flags (`--help`).
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use micro::prelude::*;
+
+const SERVICE: &str = "shippy.service.consignment";
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Container {
+    pub id: String,
+    pub customer_id: String,
+    pub origin: String,
+    pub user_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Consignment {
+    #[serde(default)]
+    pub id: String,
+    pub description: String,
+    pub weight: i32,
+    #[serde(default)]
+    pub containers: Vec<Container>,
+    #[serde(default)]
+    pub vessel_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct Response {
+    pub created: bool,
+    pub consignment: Option<Consignment>,
+    pub consignments: Vec<Consignment>,
+}
+
+/// Stores consignments in memory; the actor owns the list, so no lock.
+#[derive(Default)]
+pub struct Shipping {
+    repo: Vec<Consignment>,
+}
+
+#[micro::service(name = "shippy.service.consignment", version = "1.0.0")]
+impl Shipping {
+    /// Stores a consignment, giving it an id if it has none.
+    pub async fn create_consignment(&mut self, mut c: Consignment) -> micro::Result<Response> {
+        if c.weight <= 0 {
+            return Err(Error::bad_request(SERVICE, "weight must be positive"));
+        }
+        if c.id.is_empty() {
+            c.id = format!("consignment-{}", self.repo.len() + 1);
+        }
+        self.repo.push(c.clone());
+        Ok(Response {
+            created: true,
+            consignment: Some(c),
+            ..Response::default()
+        })
+    }
+
+    /// Every consignment stored so far.
+    pub async fn get_consignments(&self) -> micro::Result<Response> {
+        Ok(Response {
+            consignments: self.repo.clone(),
+            ..Response::default()
+        })
+    }
+}
+
+fn sample() -> Consignment {
+    Consignment {
+        id: String::new(),
+        description: "This is a test consignment".into(),
+        weight: 550,
+        containers: vec![Container {
+            id: "cont001".into(),
+            customer_id: "cust001".into(),
+            origin: "Manchester, United Kingdom".into(),
+            user_id: "user001".into(),
+        }],
+        vessel_id: "vessel001".into(),
+    }
+}
+
+async fn server() -> micro::Result<()> {
+    Service::new(SERVICE)
+        .version("1.0.0")
+        .handle(Shipping::default())
+        .run()
+        .await
+}
+
+async fn client(file: Option<&str>) -> micro::Result<()> {
+    let consignment = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::bad_request("shippy", format_args!("cannot read {path}: {e}"))
+            })?;
+            serde_json::from_str(&text)
+                .map_err(|e| Error::bad_request("shippy", format_args!("{path}: {e}")))?
+        }
+        None => sample(),
+    };
+    let shipping = ShippingClient::new(Client::new());
+
+    // The server may still be starting in the other terminal: wait for it, a little.
+    let start = Instant::now();
+    let created = loop {
+        match shipping.create_consignment(consignment.clone()).await {
+            Err(e) if e.code == 404 && start.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break other?,
+        }
+    };
+    let c = created.consignment.expect("a created consignment");
+    println!(
+        "created: {} ({}, {} kg, {} container(s))",
+        c.id,
+        c.description,
+        c.weight,
+        c.containers.len()
+    );
+    let all = shipping.get_consignments().await?.consignments;
+    println!("all consignments ({}):", all.len());
+    for c in &all {
+        println!(
+            "  {} {:?} {} kg on {}",
+            c.id, c.description, c.weight, c.vessel_id
+        );
+    }
+    Ok(())
+}
+
+/// Runs a server process and a client process, prints the client's output, stops the server.
+fn demo() -> micro::Result<()> {
+    let me = std::env::current_exe()?;
+    let mut server = Command::new(&me)
+        .arg("server")
+        .stdout(Stdio::null())
+        .spawn()?;
+    println!("started the server process (pid {})", server.id());
+    let result = (|| -> micro::Result<()> {
+        for run in 1..=2 {
+            let out = Command::new(&me).arg("client").output()?;
+            print!(
+                "client process {run}:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            if !out.status.success() {
+                return Err(Error::internal(
+                    "shippy",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                ));
+            }
+        }
+        Ok(())
+    })();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let status = server.wait()?;
+    println!("server process stopped ({status})");
+    result
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "micro=warn".into()),
+        )
+        .init();
+    let args: Vec<String> = std::env::args().collect();
+    let result = match args.get(1).map(String::as_str) {
+        Some("server") => server().await,
+        Some("client") => client(args.get(2).map(String::as_str)).await,
+        None => tokio::task::spawn_blocking(demo)
+            .await
+            .unwrap_or_else(|e| Err(Error::internal("shippy", e))),
+        Some(other) => Err(Error::bad_request(
+            "shippy",
+            format_args!(
+                "unknown command {other}: use server, client [FILE], or nothing for the demo"
+            ),
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shippy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

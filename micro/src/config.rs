@@ -1,0 +1,749 @@
+//! Configuration from the environment and the command line, with go-micro's names.
+//!
+//! Every setting can come from three places; later ones win:
+//!
+//! 1. the builder ([`Service::new`](crate::Service::new)`(..).version(..)`…),
+//! 2. an environment variable `MICRO_*`,
+//! 3. a command-line flag `--*` (as `--name value` or `--name=value`).
+//!
+//! Flags micro does not know are left alone for the program's own parser. A value that does
+//! not parse, or names a backend that does not exist, stops start-up with an error naming the
+//! variable or flag and what it accepts. [`help`] lists everything; [`Service::run`]
+//! prints it for `--help`.
+//!
+//! | variable | flag | value |
+//! |----------|------|-------|
+//! | `MICRO_SERVER_NAME` | `--server_name` | service name |
+//! | `MICRO_SERVER_VERSION` | `--server_version` | version string |
+//! | `MICRO_SERVER_ADDRESS` | `--server_address` | listen address, `host:port` (port 0: any) |
+//! | `MICRO_SERVER_ADVERTISE` | `--server_advertise` | address to register instead of the bound one |
+//! | `MICRO_SERVER_METADATA` | `--server_metadata` | `key=value`, comma-separated (the flag may repeat) |
+//! | `MICRO_SERVER_DRAIN` | `--server_drain` | how long to keep serving after deregistering, on shutdown |
+//! | `MICRO_SERVER_SHUTDOWN_TIMEOUT` | `--server_shutdown_timeout` | longest wait for in-flight calls on shutdown |
+//! | `MICRO_REGISTRY` | `--registry` | `local` (default), `memory` |
+//! | `MICRO_REGISTRY_ADDRESS` | `--registry_address` | backend address; for `local`, the directory |
+//! | `MICRO_REGISTER_TTL` | `--register_ttl` | registration lifetime |
+//! | `MICRO_REGISTER_INTERVAL` | `--register_interval` | re-registration period (must be below the TTL) |
+//! | `MICRO_CLIENT_REQUEST_TIMEOUT` | `--client_request_timeout` | default call timeout |
+//! | `MICRO_CLIENT_RETRIES` | `--client_retries` | retries of calls that provably did not run |
+//! | `MICRO_CLIENT_POOL_SIZE` | `--client_pool_size` | connections per node |
+//! | `MICRO_TRANSPORT` | `--transport` | `tcp` (default), `memory` |
+//! | `MICRO_BROKER` | `--broker` | pub/sub backend |
+//! | `MICRO_BROKER_ADDRESS` | `--broker_address` | its address |
+//!
+//! Durations are a number with a unit (`500ms`, `30s`, `5m`, `1h`); a bare number is seconds,
+//! as go-micro's `--register_ttl` takes it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use micro::config::Options;
+//!
+//! let env = |name: &str| (name == "MICRO_REGISTER_TTL").then(|| "30".to_string());
+//! let args = ["shippy", "--register_ttl=10s", "--verbose"].map(String::from);
+//! let opts = Options::resolve(env, &args).unwrap();
+//! assert_eq!(opts.register_ttl, Some(Duration::from_secs(10))); // the flag wins
+//!
+//! let bad = Options::resolve(|n: &str| (n == "MICRO_REGISTRY").then(|| "zookeeper".into()), &[]);
+//! assert_eq!(
+//!     bad.unwrap_err().to_string(),
+//!     "invalid MICRO_REGISTRY `zookeeper`: expected one of local, memory",
+//! );
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+/// Settings from the environment and command line; `None` where neither says anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// `MICRO_SERVER_NAME`, `--server_name`.
+    pub server_name: Option<String>,
+    /// `MICRO_SERVER_VERSION`, `--server_version`.
+    pub server_version: Option<String>,
+    /// `MICRO_SERVER_ADDRESS`, `--server_address`.
+    pub server_address: Option<String>,
+    /// `MICRO_SERVER_ADVERTISE`, `--server_advertise`.
+    pub server_advertise: Option<String>,
+    /// `MICRO_SERVER_METADATA`, `--server_metadata`.
+    pub server_metadata: Vec<(String, String)>,
+    /// `MICRO_SERVER_DRAIN`, `--server_drain`.
+    pub server_drain: Option<Duration>,
+    /// `MICRO_SERVER_SHUTDOWN_TIMEOUT`, `--server_shutdown_timeout`.
+    pub server_shutdown_timeout: Option<Duration>,
+    /// `MICRO_REGISTRY`, `--registry`.
+    pub registry: Option<String>,
+    /// `MICRO_REGISTRY_ADDRESS`, `--registry_address`.
+    pub registry_address: Option<String>,
+    /// `MICRO_REGISTER_TTL`, `--register_ttl`.
+    pub register_ttl: Option<Duration>,
+    /// `MICRO_REGISTER_INTERVAL`, `--register_interval`.
+    pub register_interval: Option<Duration>,
+    /// `MICRO_CLIENT_REQUEST_TIMEOUT`, `--client_request_timeout`.
+    pub client_request_timeout: Option<Duration>,
+    /// `MICRO_CLIENT_RETRIES`, `--client_retries`.
+    pub client_retries: Option<u32>,
+    /// `MICRO_CLIENT_POOL_SIZE`, `--client_pool_size`.
+    pub client_pool_size: Option<usize>,
+    /// `MICRO_TRANSPORT`, `--transport`.
+    pub transport: Option<String>,
+    /// `MICRO_BROKER`, `--broker`.
+    pub broker: Option<String>,
+    /// `MICRO_BROKER_ADDRESS`, `--broker_address`.
+    pub broker_address: Option<String>,
+    /// `--help` or `-h` was given.
+    pub help: bool,
+}
+
+/// A setting whose value is not acceptable.
+///
+/// ```
+/// let err = micro::config::Options::resolve(|_: &str| None, &["x".into(), "--client_retries=lots".into()])
+///     .unwrap_err();
+/// assert_eq!(err.source(), "--client_retries");
+/// assert_eq!(err.to_string(), "invalid --client_retries `lots`: expected a whole number");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    source: String,
+    value: String,
+    expected: String,
+}
+
+impl ConfigError {
+    /// The variable or flag that held the value, such as `MICRO_REGISTRY` or `--registry`.
+    ///
+    /// See the [type-level example](Self).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {} `{}`: expected {}",
+            self.source, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for crate::Error {
+    fn from(err: ConfigError) -> Self {
+        crate::Error::bad_request("micro.config", err)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Address,
+    Metadata,
+    Duration,
+    Count,
+    OneOf(&'static [&'static str]),
+}
+
+struct Spec {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+}
+
+/// Registry backends this build knows.
+pub const REGISTRIES: &[&str] = &["local", "memory"];
+/// Transports this build knows.
+pub const TRANSPORTS: &[&str] = &["tcp", "memory"];
+/// Brokers this build knows.
+pub const BROKERS: &[&str] = &["memory"];
+
+const SPECS: &[Spec] = &[
+    Spec {
+        name: "server_name",
+        kind: Kind::Text,
+        help: "service name",
+    },
+    Spec {
+        name: "server_version",
+        kind: Kind::Text,
+        help: "service version",
+    },
+    Spec {
+        name: "server_address",
+        kind: Kind::Address,
+        help: "address to listen on (host:port, port 0 picks one)",
+    },
+    Spec {
+        name: "server_advertise",
+        kind: Kind::Address,
+        help: "address to register, when it differs from the bound one",
+    },
+    Spec {
+        name: "server_metadata",
+        kind: Kind::Metadata,
+        help: "metadata to register, key=value[,key=value]",
+    },
+    Spec {
+        name: "server_drain",
+        kind: Kind::Duration,
+        help: "on shutdown, how long to keep serving after deregistering",
+    },
+    Spec {
+        name: "server_shutdown_timeout",
+        kind: Kind::Duration,
+        help: "on shutdown, longest wait for in-flight calls",
+    },
+    Spec {
+        name: "registry",
+        kind: Kind::OneOf(REGISTRIES),
+        help: "registry backend",
+    },
+    Spec {
+        name: "registry_address",
+        kind: Kind::Text,
+        help: "registry address (local: a directory)",
+    },
+    Spec {
+        name: "register_ttl",
+        kind: Kind::Duration,
+        help: "how long a registration lives unless renewed",
+    },
+    Spec {
+        name: "register_interval",
+        kind: Kind::Duration,
+        help: "how often to renew the registration",
+    },
+    Spec {
+        name: "client_request_timeout",
+        kind: Kind::Duration,
+        help: "default call timeout",
+    },
+    Spec {
+        name: "client_retries",
+        kind: Kind::Count,
+        help: "retries of calls that provably did not run",
+    },
+    Spec {
+        name: "client_pool_size",
+        kind: Kind::Count,
+        help: "connections kept per node",
+    },
+    Spec {
+        name: "transport",
+        kind: Kind::OneOf(TRANSPORTS),
+        help: "transport",
+    },
+    Spec {
+        name: "broker",
+        kind: Kind::OneOf(BROKERS),
+        help: "pub/sub broker",
+    },
+    Spec {
+        name: "broker_address",
+        kind: Kind::Text,
+        help: "broker address",
+    },
+];
+
+fn env_name(flag: &str) -> String {
+    format!("MICRO_{}", flag.to_ascii_uppercase())
+}
+
+impl Options {
+    /// Reads this process's environment and command line.
+    ///
+    /// # Errors
+    /// The first setting whose value is not acceptable.
+    ///
+    /// ```
+    /// let opts = micro::config::Options::from_process().unwrap();
+    /// # drop(opts);
+    /// ```
+    pub fn from_process() -> Result<Self, ConfigError> {
+        let args: Vec<String> = std::env::args().collect();
+        Self::resolve(|name: &str| std::env::var(name).ok(), &args)
+    }
+
+    /// Reads only this process's environment.
+    ///
+    /// # Errors
+    /// The first variable whose value is not acceptable.
+    ///
+    /// ```
+    /// let opts = micro::config::Options::from_env().unwrap();
+    /// # drop(opts);
+    /// ```
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::resolve(|name: &str| std::env::var(name).ok(), &[])
+    }
+
+    /// Resolves settings from an environment lookup and an argument list (whose first
+    /// element, the program name, is skipped). Flags override variables.
+    ///
+    /// # Errors
+    /// The first setting whose value is not acceptable.
+    ///
+    /// See the [module docs](self) for an example.
+    pub fn resolve(
+        env: impl Fn(&str) -> Option<String>,
+        args: &[String],
+    ) -> Result<Self, ConfigError> {
+        let mut opts = Options::default();
+        for spec in SPECS {
+            let var = env_name(spec.name);
+            if let Some(value) = env(&var) {
+                opts.set(spec, &var, &value, false)?;
+            }
+        }
+        let mut flag_metadata = Vec::new();
+        let mut args = args.iter().skip(1);
+        while let Some(arg) = args.next() {
+            if arg == "--help" || arg == "-h" {
+                opts.help = true;
+                continue;
+            }
+            if arg == "--" {
+                break;
+            }
+            let Some(flag) = arg.strip_prefix("--") else {
+                continue;
+            };
+            let (name, inline) = match flag.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_owned())),
+                None => (flag, None),
+            };
+            let Some(spec) = SPECS.iter().find(|s| s.name == name) else {
+                continue;
+            };
+            let source = format!("--{name}");
+            let value = match inline {
+                Some(v) => v,
+                None => args.next().cloned().ok_or_else(|| ConfigError {
+                    source: source.clone(),
+                    value: String::new(),
+                    expected: "a value after the flag".into(),
+                })?,
+            };
+            if matches!(spec.kind, Kind::Metadata) {
+                // Repeated flags add up; together they replace the variable's entries.
+                flag_metadata.extend(parse_metadata(&value, &source)?);
+                continue;
+            }
+            opts.set(spec, &source, &value, true)?;
+        }
+        if !flag_metadata.is_empty() {
+            opts.server_metadata = flag_metadata;
+        }
+        if let (Some(ttl), Some(interval)) = (opts.register_ttl, opts.register_interval) {
+            if interval >= ttl {
+                return Err(ConfigError {
+                    source: "MICRO_REGISTER_INTERVAL".into(),
+                    value: format!("{interval:?}"),
+                    expected: format!("a period shorter than the TTL ({ttl:?})"),
+                });
+            }
+        }
+        Ok(opts)
+    }
+
+    fn set(
+        &mut self,
+        spec: &Spec,
+        source: &str,
+        value: &str,
+        _flag: bool,
+    ) -> Result<(), ConfigError> {
+        let err = |expected: &str| ConfigError {
+            source: source.to_owned(),
+            value: value.to_owned(),
+            expected: expected.to_owned(),
+        };
+        let text = || -> Result<String, ConfigError> {
+            let v = value.trim();
+            if v.is_empty() {
+                Err(err("a non-empty value"))
+            } else {
+                Ok(v.to_owned())
+            }
+        };
+        match spec.kind {
+            Kind::Text => {
+                let v = Some(text()?);
+                match spec.name {
+                    "server_name" => self.server_name = v,
+                    "server_version" => self.server_version = v,
+                    "registry_address" => self.registry_address = v,
+                    "broker_address" => self.broker_address = v,
+                    _ => unreachable!("text setting {}", spec.name),
+                }
+            }
+            Kind::Address => {
+                let v = text()?;
+                if !valid_address(&v) {
+                    return Err(err("host:port, such as 127.0.0.1:8080 or :0"));
+                }
+                match spec.name {
+                    "server_address" => self.server_address = Some(v),
+                    _ => self.server_advertise = Some(v),
+                }
+            }
+            Kind::Metadata => self.server_metadata = parse_metadata(value, source)?,
+            Kind::Duration => {
+                let d = parse_duration(value)
+                    .ok_or_else(|| err("a duration such as 500ms, 30s or 5m"))?;
+                if d.is_zero() && spec.name != "server_drain" {
+                    return Err(err("a duration above zero"));
+                }
+                let d = Some(d);
+                match spec.name {
+                    "server_drain" => self.server_drain = d,
+                    "server_shutdown_timeout" => self.server_shutdown_timeout = d,
+                    "register_ttl" => self.register_ttl = d,
+                    "register_interval" => self.register_interval = d,
+                    "client_request_timeout" => self.client_request_timeout = d,
+                    _ => unreachable!("duration setting {}", spec.name),
+                }
+            }
+            Kind::Count => {
+                let n: u32 = value.trim().parse().map_err(|_| err("a whole number"))?;
+                match spec.name {
+                    "client_retries" => self.client_retries = Some(n),
+                    _ => {
+                        if n == 0 {
+                            return Err(err("a whole number above zero"));
+                        }
+                        self.client_pool_size = Some(n as usize);
+                    }
+                }
+            }
+            Kind::OneOf(allowed) => {
+                let v = value.trim().to_ascii_lowercase();
+                if !allowed.contains(&v.as_str()) {
+                    return Err(err(&format!("one of {}", allowed.join(", "))));
+                }
+                let v = Some(v);
+                match spec.name {
+                    "registry" => self.registry = v,
+                    "transport" => self.transport = v,
+                    _ => self.broker = v,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `MICRO_*` settings of this process, read once. Invalid values are logged and
+/// ignored here; [`Service::start`](crate::Service::start) reports them as errors.
+pub(crate) fn process_env() -> &'static Options {
+    static ENV: std::sync::LazyLock<Options> = std::sync::LazyLock::new(|| {
+        Options::from_env().unwrap_or_else(|e| {
+            tracing::error!("ignoring the MICRO_* environment: {e}");
+            Options::default()
+        })
+    });
+    &ENV
+}
+
+fn valid_address(v: &str) -> bool {
+    if let Some(name) = v.strip_prefix("memory:") {
+        return !name.contains(char::is_whitespace);
+    }
+    match v.rsplit_once(':') {
+        Some((host, port)) => port.parse::<u16>().is_ok() && !host.contains(char::is_whitespace),
+        None => false,
+    }
+}
+
+fn parse_metadata(value: &str, source: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            _ => Err(ConfigError {
+                source: source.to_owned(),
+                value: value.to_owned(),
+                expected: "key=value pairs separated by commas".into(),
+            }),
+        })
+        .collect()
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds (`30`, `0.5`).
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(micro::config::parse_duration("250ms"), Some(Duration::from_millis(250)));
+/// assert_eq!(micro::config::parse_duration("2"), Some(Duration::from_secs(2)));
+/// assert_eq!(micro::config::parse_duration("soon"), None);
+/// ```
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// The help text listing every variable and flag.
+///
+/// ```
+/// assert!(micro::config::help().contains("MICRO_REGISTRY"));
+/// ```
+pub fn help() -> String {
+    let mut out = String::from(
+        "micro options (flag, environment variable; flags override variables, which override the code):\n",
+    );
+    for spec in SPECS {
+        let values = match spec.kind {
+            Kind::OneOf(allowed) => format!(" [{}]", allowed.join(", ")),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "  --{:<26} {:<31} {}{}\n",
+            spec.name,
+            env_name(spec.name),
+            spec.help,
+            values
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from_env(pairs: &[(&str, &str)]) -> Result<Options, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Options::resolve(|k: &str| env.get(k).cloned(), &[])
+    }
+
+    fn from_args(args: &[&str]) -> Result<Options, ConfigError> {
+        let mut all = vec!["prog".to_owned()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        Options::resolve(|_: &str| None, &all)
+    }
+
+    /// Every setting, by variable and by flag, with a good value and what it becomes.
+    #[test]
+    fn every_variable_and_flag_is_read() {
+        let secs = |s| Some(Duration::from_secs(s));
+        let cases: Vec<(&str, &str, Box<dyn Fn(&Options) -> bool>)> = vec![
+            (
+                "server_name",
+                "shippy",
+                Box::new(|o| o.server_name.as_deref() == Some("shippy")),
+            ),
+            (
+                "server_version",
+                "1.2.3",
+                Box::new(|o| o.server_version.as_deref() == Some("1.2.3")),
+            ),
+            (
+                "server_address",
+                "0.0.0.0:8080",
+                Box::new(|o| o.server_address.as_deref() == Some("0.0.0.0:8080")),
+            ),
+            (
+                "server_advertise",
+                "10.0.0.7:8080",
+                Box::new(|o| o.server_advertise.as_deref() == Some("10.0.0.7:8080")),
+            ),
+            (
+                "server_metadata",
+                "zone=a,tier=web",
+                Box::new(|o| {
+                    o.server_metadata
+                        == vec![("zone".into(), "a".into()), ("tier".into(), "web".into())]
+                }),
+            ),
+            (
+                "server_drain",
+                "250ms",
+                Box::new(|o| o.server_drain == Some(Duration::from_millis(250))),
+            ),
+            (
+                "server_shutdown_timeout",
+                "20s",
+                Box::new(move |o| o.server_shutdown_timeout == secs(20)),
+            ),
+            (
+                "registry",
+                "memory",
+                Box::new(|o| o.registry.as_deref() == Some("memory")),
+            ),
+            (
+                "registry_address",
+                "/tmp/reg",
+                Box::new(|o| o.registry_address.as_deref() == Some("/tmp/reg")),
+            ),
+            (
+                "register_ttl",
+                "30",
+                Box::new(move |o| o.register_ttl == secs(30)),
+            ),
+            (
+                "register_interval",
+                "1m",
+                Box::new(move |o| o.register_interval == secs(60)),
+            ),
+            (
+                "client_request_timeout",
+                "2s",
+                Box::new(move |o| o.client_request_timeout == secs(2)),
+            ),
+            (
+                "client_retries",
+                "3",
+                Box::new(|o| o.client_retries == Some(3)),
+            ),
+            (
+                "client_pool_size",
+                "4",
+                Box::new(|o| o.client_pool_size == Some(4)),
+            ),
+            (
+                "transport",
+                "memory",
+                Box::new(|o| o.transport.as_deref() == Some("memory")),
+            ),
+            (
+                "broker",
+                "memory",
+                Box::new(|o| o.broker.as_deref() == Some("memory")),
+            ),
+            (
+                "broker_address",
+                "127.0.0.1:4222",
+                Box::new(|o| o.broker_address.as_deref() == Some("127.0.0.1:4222")),
+            ),
+        ];
+        assert_eq!(cases.len(), SPECS.len(), "a setting has no case");
+        for (name, value, check) in &cases {
+            let var = env_name(name);
+            let o = from_env(&[(&var, value)]).unwrap_or_else(|e| panic!("{var}: {e}"));
+            assert!(check(&o), "{var}={value} gave {o:?}");
+            let o = from_args(&[&format!("--{name}"), value]).unwrap();
+            assert!(check(&o), "--{name} {value} gave {o:?}");
+            let o = from_args(&[&format!("--{name}={value}")]).unwrap();
+            assert!(check(&o), "--{name}={value} gave {o:?}");
+        }
+    }
+
+    /// Every setting that can be wrong, by variable and by flag, names its source.
+    #[test]
+    fn every_bad_value_is_an_error_naming_its_source() {
+        let bad = [
+            ("server_name", " "),
+            ("server_version", ""),
+            ("server_address", "localhost"),
+            ("server_advertise", "10.0.0.7:port"),
+            ("server_metadata", "novalue"),
+            ("server_drain", "later"),
+            ("server_shutdown_timeout", "0s"),
+            ("registry", "zookeeper"),
+            ("registry_address", ""),
+            ("register_ttl", "-1"),
+            ("register_interval", "1 fortnight"),
+            ("client_request_timeout", "fast"),
+            ("client_retries", "-2"),
+            ("client_pool_size", "0"),
+            ("transport", "carrier-pigeon"),
+            ("broker", "kafka"),
+            ("broker_address", ""),
+        ];
+        assert_eq!(bad.len(), SPECS.len(), "a setting has no bad case");
+        for (name, value) in bad {
+            let var = env_name(name);
+            let err = from_env(&[(&var, value)]).unwrap_err();
+            assert_eq!(err.source(), var);
+            assert!(
+                err.to_string().starts_with(&format!("invalid {var} `")),
+                "{err}"
+            );
+            let err = from_args(&[&format!("--{name}={value}")]).unwrap_err();
+            assert_eq!(err.source(), format!("--{name}"));
+        }
+    }
+
+    #[test]
+    fn flags_override_variables_and_unknown_flags_are_left_alone() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("MICRO_SERVER_NAME", "from-env"),
+            ("MICRO_CLIENT_RETRIES", "5"),
+        ]);
+        let args: Vec<String> = [
+            "prog",
+            "server",
+            "--server_name",
+            "from-flag",
+            "--verbose",
+            "-x",
+        ]
+        .map(String::from)
+        .to_vec();
+        let o = Options::resolve(|k: &str| env.get(k).map(|v| (*v).to_owned()), &args).unwrap();
+        assert_eq!(o.server_name.as_deref(), Some("from-flag"));
+        assert_eq!(o.client_retries, Some(5));
+        assert!(!o.help);
+    }
+
+    #[test]
+    fn repeated_metadata_flags_add_up_and_help_is_seen() {
+        let o = from_args(&[
+            "--server_metadata=a=1",
+            "--server_metadata",
+            "b=2",
+            "--help",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.server_metadata,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        assert!(o.help);
+    }
+
+    #[test]
+    fn a_flag_without_its_value_and_an_interval_past_the_ttl_are_errors() {
+        let err = from_args(&["--registry"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid --registry ``: expected a value after the flag"
+        );
+        let err = from_env(&[
+            ("MICRO_REGISTER_TTL", "10s"),
+            ("MICRO_REGISTER_INTERVAL", "10s"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.source(), "MICRO_REGISTER_INTERVAL");
+    }
+
+    #[test]
+    fn help_lists_every_setting() {
+        let help = help();
+        for spec in SPECS {
+            assert!(help.contains(&format!("--{} ", spec.name)));
+            assert!(help.contains(&env_name(spec.name)));
+        }
+    }
+}

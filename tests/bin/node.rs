@@ -1,0 +1,69 @@
+//! A process for the cross-process tests.
+//!
+//! ```text
+//! test-node serve NAME [--micro flags]   serve `Work` as NAME until SIGTERM / Ctrl-C
+//! test-node call NAME COUNT              call NAME COUNT times, print one line per reply
+//! ```
+//!
+//! Both take their settings from `MICRO_*` variables and flags, like any service.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use micro::prelude::*;
+
+/// Replies identify the process, so tests can tell instances apart.
+#[derive(Default)]
+struct Work;
+
+#[micro::service(name = "work")]
+impl Work {
+    /// Sleeps `ms` inside the actor, then answers with this process's id.
+    pub async fn work(&self, ms: u64) -> micro::Result<u32> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(std::process::id())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "micro=info".into()),
+        )
+        .init();
+    let args: Vec<String> = std::env::args().collect();
+    let result = match args.get(1).map(String::as_str) {
+        Some("serve") => serve(&args).await,
+        Some("call") => call(&args).await,
+        _ => Err(Error::bad_request(
+            "test-node",
+            "usage: test-node serve|call NAME …",
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("test-node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: &[String]) -> micro::Result<()> {
+    let name = args.get(2).cloned().unwrap_or_else(|| "work".into());
+    Service::new(name).handle(Work).run().await
+}
+
+async fn call(args: &[String]) -> micro::Result<()> {
+    let name = args.get(2).cloned().unwrap_or_else(|| "work".into());
+    let count: usize = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1);
+    let client = WorkClient::with_service(Client::new(), name.as_str());
+    for _ in 0..count {
+        let pid = client.work(0).await?;
+        println!("reply from {pid}");
+    }
+    Ok(())
+}
