@@ -547,7 +547,8 @@ mod tests {
     #[test]
     fn every_variable_and_flag_is_read() {
         let secs = |s| Some(Duration::from_secs(s));
-        let cases: Vec<(&str, &str, Box<dyn Fn(&Options) -> bool>)> = vec![
+        type Check = Box<dyn Fn(&Options) -> bool>;
+        let cases: Vec<(&str, &str, Check)> = vec![
             (
                 "server_name",
                 "shippy",

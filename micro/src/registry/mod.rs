@@ -287,6 +287,9 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
 
 static MEMORY: LazyLock<Arc<dyn Registry>> = LazyLock::new(|| Arc::new(MemoryRegistry::new()));
 
+// `LocalRegistry::new` probes the file system for its directory: do it once.
+static LOCAL: LazyLock<Arc<dyn Registry>> = LazyLock::new(|| Arc::new(LocalRegistry::new()));
+
 static DEFAULT: LazyLock<Arc<dyn Registry>> =
     LazyLock::new(|| from_options(crate::config::process_env()));
 
@@ -310,7 +313,7 @@ pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Registry> {
         Some("memory") => MEMORY.clone(),
         _ => match &opts.registry_address {
             Some(dir) => Arc::new(LocalRegistry::at(dir)),
-            None => Arc::new(LocalRegistry::new()),
+            None => LOCAL.clone(),
         },
     }
 }
