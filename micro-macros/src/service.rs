@@ -1,7 +1,7 @@
 //! Code generation for `#[micro::service]`, one method per generated item.
 
-use proc_macro2::{Literal, Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Group, Literal, Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Ident, Item, Visibility};
@@ -70,20 +70,22 @@ impl<'a> ServiceGenerator<'a> {
     }
 
     fn generate(&self) -> TokenStream {
-        let handler = self.handler_impl();
-        let asserts = self.type_asserts();
-        let client = self.client_struct();
-        let methods = self.client_methods();
-        quote! {
-            #handler
-            #asserts
-            #client
-            #methods
-        }
+        let cfgs = &self.service.cfgs;
+        let items = [
+            self.handler_impl(),
+            self.asserts(),
+            self.client_struct(),
+            self.client_methods(),
+        ];
+        items
+            .into_iter()
+            .map(|item| quote!(#(#cfgs)* #item))
+            .collect()
     }
 
     fn handler_impl(&self) -> TokenStream {
         let self_ty = self.service.self_ty;
+        let bounds = self.handler_bounds();
         let def = self.handler_def();
         let arms = self
             .service
@@ -91,11 +93,23 @@ impl<'a> ServiceGenerator<'a> {
             .iter()
             .enumerate()
             .map(|(index, endpoint)| dispatch_arm(index, endpoint));
-        let replicate = self.replicate();
+        let replicate = if self.service.attrs.workers > 1 {
+            quote!(::core::option::Option::Some(::core::clone::Clone::clone(
+                self
+            )))
+        } else {
+            quote!(::core::option::Option::None)
+        };
         quote! {
-            impl ::micro::__private::Handler for #self_ty {
+            impl ::micro::__private::Handler for #self_ty
+            where
+                #(for<'bound> #bounds,)*
+            {
                 const DEF: &'static ::micro::__private::HandlerDef = &#def;
 
+                // Serving a deprecated endpoint is not a use of it: its
+                // callers get the warning, through the client.
+                #[allow(deprecated)]
                 fn dispatch<'micro>(
                     &'micro mut self,
                     ctx: &'micro ::micro::Context,
@@ -105,15 +119,15 @@ impl<'a> ServiceGenerator<'a> {
                     'micro,
                     ::core::result::Result<::micro::__private::Payload, ::micro::Error>,
                 > {
-                    ::std::boxed::Box::pin(async move {
-                        match endpoint {
-                            #(#arms)*
-                            _ => ::core::result::Result::Err(::micro::__private::unknown_endpoint(
+                    match endpoint {
+                        #(#arms)*
+                        _ => ::std::boxed::Box::pin(::core::future::ready(
+                            ::core::result::Result::Err(::micro::__private::unknown_endpoint(
                                 <Self as ::micro::__private::Handler>::DEF,
                                 endpoint,
                             )),
-                        }
-                    })
+                        )),
+                    }
                 }
 
                 fn replicate(&self) -> ::core::option::Option<Self> {
@@ -121,6 +135,31 @@ impl<'a> ServiceGenerator<'a> {
                 }
             }
         }
+    }
+
+    /// What the handler impl relies on, as where clauses that rustc assumes
+    /// inside the impl instead of proving there. Each is proved once
+    /// elsewhere, on the token to blame (`asserts` and the client's calls),
+    /// so a bad type gets one report instead of one per use. The vacuous
+    /// `for<'bound>` keeps rustc from rejecting a bound on a concrete type as
+    /// "trivially false" in the impl header itself.
+    fn handler_bounds(&self) -> Vec<TokenStream> {
+        let mut bounds = vec![quote!(Self: ::core::marker::Send)];
+        if self.service.attrs.workers > 1 {
+            bounds.push(quote!(Self: ::core::clone::Clone));
+        }
+        for endpoint in &self.service.endpoints {
+            if let Some(request) = &endpoint.request {
+                let ty = request.ty;
+                bounds.push(quote!(#ty: ::micro::Message));
+            }
+            let response = endpoint.response;
+            bounds.push(quote!(#response: ::micro::Message));
+            if let Some(error) = endpoint.error {
+                bounds.push(quote!(#error: ::core::convert::Into<::micro::Error>));
+            }
+        }
+        bounds
     }
 
     fn handler_def(&self) -> TokenStream {
@@ -144,6 +183,8 @@ impl<'a> ServiceGenerator<'a> {
                     method: #method,
                     request: #request,
                     response: #response,
+                    topic: "",
+                    queue: "",
                 }
             }
         });
@@ -159,37 +200,31 @@ impl<'a> ServiceGenerator<'a> {
         }
     }
 
-    /// More than one worker needs a copy of the state per actor; the clone is
-    /// spanned on `workers` so that a missing `Clone` is reported there.
-    fn replicate(&self) -> TokenStream {
-        match self.service.attrs.workers_span {
-            Some(span) if self.service.attrs.workers > 1 => quote_spanned! {span=>
-                ::micro::__private::assert_clone::<Self>();
-                ::core::option::Option::Some(::core::clone::Clone::clone(self))
-            },
-            _ => quote!(::core::option::Option::None),
-        }
-    }
-
-    /// Trait bounds checked on the types as the user wrote them, so that a
-    /// type that cannot travel is reported on its own token.
-    fn type_asserts(&self) -> TokenStream {
-        let asserts = self.service.endpoints.iter().flat_map(|endpoint| {
-            let request = endpoint.request.as_ref().map(|request| {
-                let ty = request.ty;
-                quote_spanned!(ty.span()=> ::micro::__private::assert_request::<#ty>();)
-            });
-            let ty = endpoint.response;
-            let response =
-                quote_spanned!(ty.span()=> ::micro::__private::assert_response::<#ty>(););
-            let error = endpoint
-                .error
-                .map(|ty| quote_spanned!(ty.span()=> ::micro::__private::assert_error::<#ty>();));
-            [request, Some(response), error]
+    /// Proves the service type, the error types and `Clone` where the user
+    /// will look for them. Requests and replies need nothing here: the client
+    /// methods name them in `Client::call::<Req, Resp>`, whose bounds report
+    /// them on their own tokens.
+    fn asserts(&self) -> TokenStream {
+        let self_ty = self.service.self_ty;
+        let errors = self.service.endpoints.iter().filter_map(|endpoint| {
+            let ty = endpoint.error?;
+            Some(quote_spanned!(ty.span()=> ::micro::__private::assert_error::<#ty>();))
         });
+        let attrs = &self.service.attrs;
+        let clone = attrs
+            .workers_span
+            .filter(|_| attrs.workers > 1)
+            .map(|span| {
+                let self_ty = respan(self.service.self_ty, span);
+                quote_spanned!(span=> ::micro::__private::assert_clone::<#self_ty>();)
+            });
         quote! {
             const _: fn() = || {
-                #(#asserts)*
+                // The actor moves the value to its task.
+                fn service_must_be_send<T: ::core::marker::Send>() {}
+                service_must_be_send::<#self_ty>();
+                #(#errors)*
+                #clone
             };
         }
     }
@@ -203,7 +238,7 @@ impl<'a> ServiceGenerator<'a> {
         quote! {
             #[doc = #doc]
             ///
-            /// Each method starts a call to the endpoint of the same name; set options on the
+            /// Each method starts a call to the endpoint of the same name: set options on the
             /// returned `micro::Call`, then `.await` it for the reply.
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
             #vis struct #client {
@@ -261,15 +296,18 @@ fn dispatch_arm(index: usize, endpoint: &Endpoint<'_>) -> TokenStream {
         }
         None => (quote!(::micro::__private::decode::<()>(req, #def)?;), None),
     };
-    // Spanned on the return type: an error type without `Into<micro::Error>`
-    // is reported there.
+    // Spanned on the return type: with `micro::Result` spelled through an
+    // alias, an error type without `Into<micro::Error>` is reported there.
     let reply = quote_spanned!(endpoint.output.span()=> ::micro::__private::reply);
-    quote! {
-        #index => {
+    // One future per endpoint, spanned on the method, so that a handler whose
+    // future is not `Send` is the one named in the error.
+    let future = quote_spanned! {method.span()=>
+        ::std::boxed::Box::pin(async move {
             #decode
             #reply(Self::#method(self, #ctx #req).await)
-        }
-    }
+        })
+    };
+    quote!(#index => #future,)
 }
 
 fn client_method(endpoint: &Endpoint<'_>) -> TokenStream {
@@ -299,9 +337,9 @@ fn client_method(endpoint: &Endpoint<'_>) -> TokenStream {
         #separator
         #[doc = #calls]
         #vis fn #ident(&self, #param) -> ::micro::Call<#request, #response> {
-            ::micro::Client::call(
+            ::micro::Client::call::<#request, #response>(
                 &self.client,
-                ::std::sync::Arc::clone(&self.service),
+                ::core::clone::Clone::clone(&self.service),
                 #wire_name,
                 #arg,
             )
@@ -309,25 +347,42 @@ fn client_method(endpoint: &Endpoint<'_>) -> TokenStream {
     }
 }
 
-/// The widest visibility among the endpoints: a `pub` handler makes a `pub`
-/// client, while `pub(crate)` handlers keep it inside the crate. The macro
-/// cannot see the self type's own visibility, only the impl block.
+/// The widest visibility among the endpoints: `pub` handlers make a `pub`
+/// client, `pub(crate)` ones keep it inside the crate. The macro sees only the
+/// impl block, not the self type's own visibility.
 fn client_visibility(endpoints: &[Endpoint<'_>]) -> TokenStream {
     let mut visibilities = endpoints.iter().map(|endpoint| &endpoint.method.vis);
     let Some(first) = visibilities.next() else {
         return quote!(pub(crate));
     };
-    let first_tokens = quote!(#first).to_string();
+    let first_tokens = first.to_token_stream().to_string();
     let mut all_same = true;
-    for vis in visibilities.clone().chain([first]) {
+    for vis in visibilities.chain([first]) {
         if matches!(vis, Visibility::Public(_)) {
             return quote!(pub);
         }
-        all_same &= quote!(#vis).to_string() == first_tokens;
+        all_same &= vis.to_token_stream().to_string() == first_tokens;
     }
     if all_same {
-        quote!(#first)
+        first.to_token_stream()
     } else {
         quote!(pub(crate))
     }
+}
+
+/// `tokens` with every span replaced, so that an error about them points at
+/// `span` instead.
+fn respan(tokens: impl ToTokens, span: Span) -> TokenStream {
+    tokens
+        .into_token_stream()
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                token =
+                    TokenTree::Group(Group::new(group.delimiter(), respan(group.stream(), span)));
+            }
+            token.set_span(span);
+            token
+        })
+        .collect()
 }

@@ -9,13 +9,22 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::{
-    FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, Item, ItemImpl, PatType, PathArguments,
-    ReturnType, Type, Visibility,
+    Attribute, FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, Item, ItemImpl, PatType,
+    PathArguments, ReturnType, Type, Visibility,
 };
 
 use super::{Ctxt, attr};
 
+/// How every signature error ends: the way out for a method that was never
+/// meant to be an endpoint.
+pub(crate) const KEEP_OUT: &str =
+    "make it private or mark it `#[micro(skip)]` to keep it out of the service";
+
+/// An impl block that can be served.
 pub(crate) struct Service<'a> {
+    /// `#[cfg]`s written on the impl block below the macro's attribute: the
+    /// generated items must come and go with the block.
+    pub(crate) cfgs: Vec<&'a Attribute>,
     pub(crate) self_ty: &'a Type,
     /// The self type's name: `Greeter` in `impl Greeter`.
     pub(crate) ident: &'a Ident,
@@ -23,6 +32,7 @@ pub(crate) struct Service<'a> {
     pub(crate) endpoints: Vec<Endpoint<'a>>,
 }
 
+/// A handler method in the shape of an endpoint.
 pub(crate) struct Endpoint<'a> {
     pub(crate) method: &'a ImplItemFn,
     pub(crate) ident: &'a Ident,
@@ -38,6 +48,7 @@ pub(crate) struct Endpoint<'a> {
     pub(crate) output: &'a Type,
 }
 
+/// The request parameter of a handler.
 pub(crate) struct Request<'a> {
     /// The handler's binding, reused for the client parameter when it is a
     /// plain name.
@@ -60,27 +71,37 @@ impl<'a> Service<'a> {
     pub(crate) fn from_ast(cx: &Ctxt, args: TokenStream, item: &'a Item) -> Option<Self> {
         let attrs = attr::Service::from_args(cx, args);
         let Item::Impl(item) = item else {
+            let (head, name) = item_head(item);
             cx.error_spanned_by(
-                item_head(item),
-                "`#[micro::service]` goes on the `impl` block that holds the handlers: \
-                 `#[micro::service] impl Greeter { … }`",
+                head,
+                format_args!(
+                    "`#[micro::service]` goes on the `impl` block that holds the handlers: \
+                     `#[micro::service] impl {} {{ … }}`",
+                    name.map_or_else(|| "Greeter".to_owned(), |name| name.unraw().to_string()),
+                ),
             );
             return None;
         };
         let ident = self_type_name(cx, item);
         let type_name = ident.map_or_else(String::new, |ident| ident.unraw().to_string());
-        let endpoints = item
-            .items
-            .iter()
-            .filter_map(|member| match member {
-                ImplItem::Fn(method) => Endpoint::from_ast(cx, &type_name, method),
-                ImplItem::Const(c) => reject_micro_attrs(cx, &c.attrs),
-                ImplItem::Type(t) => reject_micro_attrs(cx, &t.attrs),
-                ImplItem::Macro(m) => reject_micro_attrs(cx, &m.attrs),
-                _ => None,
-            })
-            .collect();
+        let mut endpoints = Vec::new();
+        for member in &item.items {
+            match member {
+                ImplItem::Fn(method) => {
+                    endpoints.extend(Endpoint::from_ast(cx, &type_name, method))
+                }
+                ImplItem::Const(c) => attr::reject_on_non_method(cx, &c.attrs),
+                ImplItem::Type(t) => attr::reject_on_non_method(cx, &t.attrs),
+                ImplItem::Macro(m) => attr::reject_on_non_method(cx, &m.attrs),
+                _ => {}
+            }
+        }
         Some(Service {
+            cfgs: item
+                .attrs
+                .iter()
+                .filter(|attr| attr.path().is_ident("cfg"))
+                .collect(),
             self_ty: &item.self_ty,
             ident: ident?,
             attrs,
@@ -89,71 +110,70 @@ impl<'a> Service<'a> {
     }
 }
 
-fn reject_micro_attrs<T>(cx: &Ctxt, attrs: &[syn::Attribute]) -> Option<T> {
-    attr::reject_on_non_method(cx, attrs);
-    None
-}
-
 /// The name of an inherent impl's concrete self type, or `None` after
 /// reporting why there is none.
 fn self_type_name<'a>(cx: &Ctxt, item: &'a ItemImpl) -> Option<&'a Ident> {
-    let mut ok = true;
-    if let Some((_, path, _)) = &item.trait_ {
-        cx.error_spanned_by(
-            path,
-            "`#[micro::service]` goes on an inherent impl block (`impl Greeter { … }`), \
-             not on a trait impl; move the handlers into an inherent impl",
-        );
-        ok = false;
-    }
-    let generics = &item.generics;
-    if !generics.params.is_empty() || generics.where_clause.is_some() {
-        let tokens = if generics.params.is_empty() {
-            generics.where_clause.to_token_stream()
-        } else {
-            generics.to_token_stream()
-        };
-        cx.error_spanned_by(
-            tokens,
-            "`#[micro::service]` cannot serve a generic impl block: the routing table and \
-             the client need one concrete type; write the impl for a concrete type, \
-             e.g. `impl Greeter<String>`",
-        );
-        ok = false;
-    }
     let ident = match &*item.self_ty {
         Type::Path(path) if path.qself.is_none() => path.path.segments.last().map(|s| &s.ident),
         _ => None,
     };
-    if ident.is_none() {
+    let Some(ident) = ident else {
         cx.error_spanned_by(
             &item.self_ty,
             "`#[micro::service]` needs a named type to serve: `impl Greeter { … }`",
         );
+        return None;
+    };
+    let mut ok = true;
+    if let Some((_, path, _)) = &item.trait_ {
+        cx.error_spanned_by(
+            path,
+            format_args!(
+                "`#[micro::service]` goes on an inherent impl block, not on a trait impl; \
+                 move the handlers into `impl {ident} {{ … }}`"
+            ),
+        );
+        ok = false;
     }
-    ident.filter(|_| ok)
+    let generics = &item.generics;
+    let generic = if generics.params.is_empty() {
+        generics
+            .where_clause
+            .as_ref()
+            .map(ToTokens::to_token_stream)
+    } else {
+        Some(generics.to_token_stream())
+    };
+    if let Some(tokens) = generic {
+        cx.error_spanned_by(
+            tokens,
+            format_args!(
+                "`#[micro::service]` cannot serve a generic impl block: the routing table and \
+                 the client need one concrete type; write the impl for a concrete type, \
+                 e.g. `impl {ident}<u64>`"
+            ),
+        );
+        ok = false;
+    }
+    ok.then_some(ident)
 }
 
-/// The tokens that name an item, so an error does not underline a whole body.
-fn item_head(item: &Item) -> TokenStream {
+/// The tokens that name an item, so that an error does not underline a whole
+/// body, and the name of a type that could have the impl block.
+fn item_head(item: &Item) -> (TokenStream, Option<&Ident>) {
     fn head(keyword: impl ToTokens, name: &Ident) -> TokenStream {
         quote!(#keyword #name)
     }
     match item {
-        Item::Struct(s) => head(s.struct_token, &s.ident),
-        Item::Enum(e) => head(e.enum_token, &e.ident),
-        Item::Union(u) => head(u.union_token, &u.ident),
-        Item::Trait(t) => head(t.trait_token, &t.ident),
-        Item::Mod(m) => head(m.mod_token, &m.ident),
-        Item::Fn(f) => head(f.sig.fn_token, &f.sig.ident),
-        item => item.to_token_stream(),
+        Item::Struct(s) => (head(s.struct_token, &s.ident), Some(&s.ident)),
+        Item::Enum(e) => (head(e.enum_token, &e.ident), Some(&e.ident)),
+        Item::Union(u) => (head(u.union_token, &u.ident), Some(&u.ident)),
+        Item::Trait(t) => (head(t.trait_token, &t.ident), None),
+        Item::Mod(m) => (head(m.mod_token, &m.ident), None),
+        Item::Fn(f) => (head(f.sig.fn_token, &f.sig.ident), None),
+        item => (item.to_token_stream(), None),
     }
 }
-
-/// How every signature error ends: the way out for a method that was never
-/// meant to be an endpoint.
-pub(crate) const KEEP_OUT: &str =
-    "make it private or mark it `#[micro(skip)]` to keep it out of the service";
 
 impl<'a> Endpoint<'a> {
     /// `None` for methods that are not endpoints (private or skipped) and for
@@ -167,6 +187,7 @@ impl<'a> Endpoint<'a> {
         // Each check runs even after another failed, so that one build shows
         // everything wrong with the method.
         let checks = [
+            not_cfg_gated(cx, method),
             is_async(cx, sig),
             plain_fn(cx, sig),
             not_generic(cx, sig),
@@ -190,6 +211,23 @@ impl<'a> Endpoint<'a> {
             output,
         })
     }
+}
+
+/// rustc hands attribute macros their input before evaluating `#[cfg]`, so
+/// the routing table cannot know whether a gated method will exist.
+fn not_cfg_gated(cx: &Ctxt, method: &ImplItemFn) -> bool {
+    let Some(cfg) = method.attrs.iter().find(|attr| attr.path().is_ident("cfg")) else {
+        return true;
+    };
+    cx.error_spanned_by(
+        cfg,
+        format_args!(
+            "endpoint `{}` cannot be `#[cfg]`-gated: `#[micro::service]` builds the routing \
+             table before cfg is evaluated; gate the whole impl block instead, or {KEEP_OUT}",
+            method.sig.ident,
+        ),
+    );
+    false
 }
 
 fn is_async(cx: &Ctxt, sig: &syn::Signature) -> bool {
@@ -257,18 +295,15 @@ fn not_generic(cx: &Ctxt, sig: &syn::Signature) -> bool {
 
 fn has_receiver(cx: &Ctxt, sig: &syn::Signature) -> bool {
     let name = &sig.ident;
-    let receiver = match sig.inputs.first() {
-        Some(FnArg::Receiver(receiver)) => receiver,
-        _ => {
-            cx.error_at(
-                sig.paren_token.span.join(),
-                format_args!(
-                    "endpoint `{name}` needs `&self` or `&mut self` as its first parameter: \
-                     handlers run on the service value inside its actor; {KEEP_OUT}"
-                ),
-            );
-            return false;
-        }
+    let Some(FnArg::Receiver(receiver)) = sig.inputs.first() else {
+        cx.error_at(
+            sig.paren_token.span.join(),
+            format_args!(
+                "endpoint `{name}` needs `&self` or `&mut self` as its first parameter: \
+                 handlers run on the service value inside its actor; {KEEP_OUT}"
+            ),
+        );
+        return false;
     };
     let by_value = "use `&self` or `&mut self`: the service value lives in its actor";
     if receiver.colon_token.is_some() {
@@ -384,19 +419,26 @@ fn arguments<'a>(cx: &Ctxt, sig: &'a syn::Signature) -> Option<(bool, Option<Req
 }
 
 fn request_shape(cx: &Ctxt, name: &Ident, arg: &PatType) -> bool {
-    match &*arg.ty {
-        Type::Reference(_) => {
-            cx.error_spanned_by(
-                &arg.ty,
-                format_args!(
-                    "endpoint `{name}` borrows its request; take it by value, \
-                     e.g. `req: HelloRequest`: each call decodes a request of its own"
-                ),
-            );
-            false
-        }
-        _ => true,
-    }
+    let Type::Reference(reference) = &*arg.ty else {
+        return true;
+    };
+    let owned = match &*reference.elem {
+        Type::Path(path) if path.qself.is_none() && path.path.is_ident("str") => "String".into(),
+        Type::Slice(slice) => format!("Vec<{}>", type_string(&slice.elem)),
+        elem => type_string(elem),
+    };
+    let binding = match &*arg.pat {
+        syn::Pat::Ident(pat) => pat.ident.to_string(),
+        _ => "req".into(),
+    };
+    cx.error_spanned_by(
+        &arg.ty,
+        format_args!(
+            "endpoint `{name}` borrows its request; take it by value, `{binding}: {owned}`: \
+             each call decodes a request of its own"
+        ),
+    );
+    false
 }
 
 /// `&Context` or `&path::to::Context`: the contract recognises the context by
@@ -427,20 +469,18 @@ fn output<'a>(cx: &Ctxt, sig: &'a syn::Signature) -> Option<Output<'a>> {
         );
         return None;
     };
-    match result_args(output) {
-        Some((response, error)) => Some((response, error, output)),
-        None => {
-            cx.error_spanned_by(
-                output,
-                format_args!(
-                    "endpoint `{name}` must return `micro::Result<T>` or `Result<T, E>` with \
-                     `E: Into<micro::Error>`; wrap the reply: `-> micro::Result<{}>`",
-                    type_string(output),
-                ),
-            );
-            None
-        }
-    }
+    let Some((response, error)) = result_args(output) else {
+        cx.error_spanned_by(
+            output,
+            format_args!(
+                "endpoint `{name}` must return `micro::Result<T>` or `Result<T, E>` with \
+                 `E: Into<micro::Error>`; wrap the reply: `-> micro::Result<{}>`",
+                type_string(output),
+            ),
+        );
+        return None;
+    };
+    Some((response, error, output))
 }
 
 fn result_args(ty: &Type) -> Option<(&Type, Option<&Type>)> {
@@ -494,4 +534,31 @@ pub(crate) fn type_string(ty: &Type) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camel_case_joins_snake_case_words() {
+        let camel = |name: &str| camel_case(&syn::parse_str(name).unwrap());
+        assert_eq!(camel("say_hello"), "SayHello");
+        assert_eq!(camel("get_v2_data"), "GetV2Data");
+        assert_eq!(camel("ping"), "Ping");
+        assert_eq!(camel("_leading__double_"), "LeadingDouble");
+        assert_eq!(camel("r#type"), "Type");
+        assert_eq!(camel("AlreadyCamel"), "AlreadyCamel");
+    }
+
+    #[test]
+    fn type_string_keeps_only_spaces_between_words() {
+        let ty = |text: &str| type_string(&syn::parse_str(text).unwrap());
+        assert_eq!(ty("Vec < Consignment >"), "Vec<Consignment>");
+        assert_eq!(ty("micro :: Result < ( ) >"), "micro::Result<()>");
+        assert_eq!(ty("(u32, String)"), "(u32,String)");
+        assert_eq!(ty("&'static str"), "&'static str");
+        assert_eq!(ty("Box<dyn Send>"), "Box<dyn Send>");
+        assert_eq!(ty("[u8; 4]"), "[u8;4]");
+    }
 }

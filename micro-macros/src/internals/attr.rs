@@ -101,15 +101,11 @@ impl Method {
     pub(crate) fn from_attrs(cx: &Ctxt, attrs: &[Attribute]) -> Self {
         let mut skip = Arg::new("skip");
         for attr in attrs.iter().filter(|attr| is_micro(attr)) {
-            let metas = match &attr.meta {
-                Meta::List(list) => {
-                    list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
-                }
-                _ => {
-                    cx.error_spanned_by(attr, "expected `#[micro(skip)]`");
-                    continue;
-                }
+            let Meta::List(list) = &attr.meta else {
+                cx.error_spanned_by(attr, "expected `#[micro(skip)]`");
+                continue;
             };
+            let metas = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated);
             for meta in metas.unwrap_or_else(|error| {
                 cx.syn_error(error);
                 Punctuated::new()
@@ -181,12 +177,30 @@ impl<T> Arg<T> {
     }
 }
 
-fn value<'a>(cx: &Ctxt, meta: &'a Meta, name: &str, example: &str) -> Option<&'a Lit> {
-    let Meta::NameValue(nv) = meta else {
+/// What an argument expects, for the error messages.
+struct Expected<'a> {
+    name: &'a str,
+    kind: &'a str,
+    example: &'a str,
+}
+
+impl Expected<'_> {
+    fn error(&self, cx: &Ctxt, at: impl ToTokens) {
+        let Expected {
+            name,
+            kind,
+            example,
+        } = self;
         cx.error_spanned_by(
-            meta,
-            format_args!("`{name}` needs a value: `{name} = {example}`"),
+            at,
+            format_args!("`{name}` expects {kind}: `{name} = {example}`"),
         );
+    }
+}
+
+fn value<'a>(cx: &Ctxt, meta: &'a Meta, expected: &Expected<'_>) -> Option<&'a Lit> {
+    let Meta::NameValue(nv) = meta else {
+        expected.error(cx, meta);
         return None;
     };
     let mut expr = &nv.value;
@@ -195,20 +209,20 @@ fn value<'a>(cx: &Ctxt, meta: &'a Meta, name: &str, example: &str) -> Option<&'a
     while let Expr::Group(group) = expr {
         expr = &group.expr;
     }
-    match expr {
-        Expr::Lit(ExprLit { lit, .. }) => Some(lit),
-        _ => {
-            cx.error_spanned_by(
-                expr,
-                format_args!("`{name}` expects a literal: `{name} = {example}`"),
-            );
-            None
-        }
-    }
+    let Expr::Lit(ExprLit { lit, .. }) = expr else {
+        expected.error(cx, expr);
+        return None;
+    };
+    Some(lit)
 }
 
 fn lit_str<'a>(cx: &Ctxt, meta: &'a Meta, name: &str, example: &str) -> Option<&'a LitStr> {
-    match value(cx, meta, name, example)? {
+    let expected = Expected {
+        name,
+        kind: "a string literal",
+        example,
+    };
+    match value(cx, meta, &expected)? {
         Lit::Str(lit) if lit.value().trim().is_empty() => {
             cx.error_spanned_by(
                 lit,
@@ -218,17 +232,19 @@ fn lit_str<'a>(cx: &Ctxt, meta: &'a Meta, name: &str, example: &str) -> Option<&
         }
         Lit::Str(lit) => Some(lit),
         lit => {
-            cx.error_spanned_by(
-                lit,
-                format_args!("`{name}` expects a string literal: `{name} = {example}`"),
-            );
+            expected.error(cx, lit);
             None
         }
     }
 }
 
 fn lit_usize(cx: &Ctxt, meta: &Meta, name: &str) -> Option<usize> {
-    match value(cx, meta, name, "4")? {
+    let expected = Expected {
+        name,
+        kind: "an integer",
+        example: "4",
+    };
+    match value(cx, meta, &expected)? {
         Lit::Int(lit) => match lit.base10_parse() {
             Ok(n) => Some(n),
             Err(error) => {
@@ -237,10 +253,7 @@ fn lit_usize(cx: &Ctxt, meta: &Meta, name: &str) -> Option<usize> {
             }
         },
         lit => {
-            cx.error_spanned_by(
-                lit,
-                format_args!("`{name}` expects an integer: `{name} = 4`"),
-            );
+            expected.error(cx, lit);
             None
         }
     }

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use proc_macro2::{TokenStream, TokenTree};
+use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::Type;
 use syn::ext::IdentExt;
+use syn::{GenericArgument, Lifetime, PathArguments, ReturnType, Type, TypeParamBound};
 
 use super::Ctxt;
 use super::ast::{Endpoint, KEEP_OUT, Service};
@@ -78,9 +78,11 @@ fn types_are_nameable(cx: &Ctxt, type_name: &syn::Ident, endpoint: &Endpoint<'_>
         ("error", endpoint.error),
     ] {
         let Some(ty) = ty else { continue };
-        if let Some(token) = find_ident(ty, "Self") {
+        let mut flaws = Flaws::default();
+        flaws.find(ty);
+        if let Some(tokens) = flaws.self_type {
             cx.error_spanned_by(
-                token,
+                tokens,
                 format_args!(
                     "endpoint `{name}` names `Self` in its {role} type, which the generated \
                      client cannot see; write `{type_name}` instead"
@@ -88,9 +90,19 @@ fn types_are_nameable(cx: &Ctxt, type_name: &syn::Ident, endpoint: &Endpoint<'_>
             );
             ok = false;
         }
-        if let Some(token) = find_ident(ty, "impl") {
+        if let Some(tokens) = flaws.borrow {
             cx.error_spanned_by(
-                impl_trait(ty).map_or_else(|| token.to_token_stream(), ToTokens::to_token_stream),
+                tokens,
+                format_args!(
+                    "endpoint `{name}` has a borrowed {role} type; requests and replies \
+                     travel by value: use an owned type such as `String` or `Vec<T>`"
+                ),
+            );
+            ok = false;
+        }
+        if let Some(tokens) = flaws.impl_trait {
+            cx.error_spanned_by(
+                tokens,
                 format_args!(
                     "endpoint `{name}` has an `impl Trait` {role} type; name one concrete \
                      type: it is what travels on the wire"
@@ -102,21 +114,83 @@ fn types_are_nameable(cx: &Ctxt, type_name: &syn::Ident, endpoint: &Endpoint<'_>
     ok
 }
 
-fn find_ident(ty: &Type, word: &str) -> Option<proc_macro2::Ident> {
-    fn walk(tokens: TokenStream, word: &str) -> Option<proc_macro2::Ident> {
-        tokens.into_iter().find_map(|token| match token {
-            TokenTree::Ident(ident) if ident == word => Some(ident),
-            TokenTree::Group(group) => walk(group.stream(), word),
-            _ => None,
-        })
-    }
-    walk(ty.to_token_stream(), word)
+/// The first of each kind of part that generated code cannot copy out of a
+/// handler's signature.
+#[derive(Default)]
+struct Flaws {
+    self_type: Option<TokenStream>,
+    borrow: Option<TokenStream>,
+    impl_trait: Option<TokenStream>,
 }
 
-/// The whole `impl Trait` when it is the type itself, for a wider underline.
-fn impl_trait(ty: &Type) -> Option<&syn::TypeImplTrait> {
-    match ty {
-        Type::ImplTrait(ty) => Some(ty),
-        _ => None,
+impl Flaws {
+    fn find(&mut self, ty: &Type) {
+        match ty {
+            Type::Reference(reference) => {
+                self.borrow
+                    .get_or_insert_with(|| reference.to_token_stream());
+                self.find(&reference.elem);
+            }
+            Type::ImplTrait(impl_trait) => {
+                self.impl_trait
+                    .get_or_insert_with(|| impl_trait.to_token_stream());
+            }
+            Type::Path(path) => {
+                if let Some(qself) = &path.qself {
+                    self.find(&qself.ty);
+                }
+                self.find_in_path(&path.path);
+            }
+            Type::TraitObject(object) => {
+                for bound in &object.bounds {
+                    match bound {
+                        TypeParamBound::Trait(bound) => self.find_in_path(&bound.path),
+                        TypeParamBound::Lifetime(lifetime) => self.find_lifetime(lifetime),
+                        _ => {}
+                    }
+                }
+            }
+            Type::Tuple(tuple) => tuple.elems.iter().for_each(|elem| self.find(elem)),
+            Type::Array(array) => self.find(&array.elem),
+            Type::Slice(slice) => self.find(&slice.elem),
+            Type::Paren(paren) => self.find(&paren.elem),
+            Type::Group(group) => self.find(&group.elem),
+            _ => {}
+        }
+    }
+
+    fn find_in_path(&mut self, path: &syn::Path) {
+        if let Some(first) = path.segments.first().filter(|s| s.ident == "Self") {
+            self.self_type
+                .get_or_insert_with(|| first.ident.to_token_stream());
+        }
+        for segment in &path.segments {
+            match &segment.arguments {
+                PathArguments::AngleBracketed(args) => {
+                    for arg in &args.args {
+                        match arg {
+                            GenericArgument::Type(ty) => self.find(ty),
+                            GenericArgument::AssocType(assoc) => self.find(&assoc.ty),
+                            GenericArgument::Lifetime(lifetime) => self.find_lifetime(lifetime),
+                            _ => {}
+                        }
+                    }
+                }
+                PathArguments::Parenthesized(args) => {
+                    args.inputs.iter().for_each(|input| self.find(input));
+                    if let ReturnType::Type(_, output) = &args.output {
+                        self.find(output);
+                    }
+                }
+                PathArguments::None => {}
+            }
+        }
+    }
+
+    fn find_lifetime(&mut self, lifetime: &Lifetime) {
+        if lifetime.ident != "static" {
+            self.borrow
+                .get_or_insert_with(|| lifetime.to_token_stream());
+        }
     }
 }

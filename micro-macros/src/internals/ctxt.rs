@@ -60,8 +60,9 @@ impl Ctxt {
 
 impl Drop for Ctxt {
     fn drop(&mut self) {
-        if !std::thread::panicking() && self.errors.get_mut().is_some() {
-            panic!("Ctxt dropped without check: errors would be lost");
-        }
+        assert!(
+            std::thread::panicking() || self.errors.get_mut().is_none(),
+            "Ctxt dropped without check: errors would be lost",
+        );
     }
 }

@@ -1,5 +1,3 @@
-use micro::prelude::*;
-
 struct Cache<T>(Vec<T>);
 
 #[micro::service]

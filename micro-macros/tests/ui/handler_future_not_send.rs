@@ -1,7 +1,5 @@
 use std::rc::Rc;
 
-use micro::prelude::*;
-
 struct Greeter;
 
 async fn pause() {}

@@ -1,5 +1,3 @@
-use micro::prelude::*;
-
 struct Greeter;
 
 #[micro::service(name = greeter)]

@@ -1,5 +1,3 @@
-use micro::prelude::*;
-
 #[derive(Clone)]
 struct Greeter;
 
