@@ -98,4 +98,8 @@ pub struct EndpointDef {
     pub request: &'static str,
     /// The response type as written.
     pub response: &'static str,
+    /// For a `#[micro::subscribe]` handler, the topic it receives; empty for a call.
+    pub topic: &'static str,
+    /// For a subscriber in a queue group, the group; empty otherwise.
+    pub queue: &'static str,
 }

@@ -54,6 +54,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod config;
@@ -74,7 +75,7 @@ pub mod wire;
 #[doc(hidden)]
 pub mod __private;
 
-pub use client::{Call, Client, ClientBuilder};
+pub use client::{Call, Client, ClientBuilder, Publish};
 pub use context::{Context, Metadata, TRACE_ID};
 pub use error::{Error, Result};
 pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message};

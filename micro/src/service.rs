@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::broker::Broker;
 use crate::client::Client;
 use crate::config::Options;
 use crate::handler::Handler;
@@ -93,6 +94,8 @@ pub struct Service {
     options: Option<Options>,
     mounts: Vec<(&'static str, Mount)>,
     hooks: Hooks,
+    broker: Option<Arc<dyn Broker>>,
+    register: bool,
 }
 
 #[derive(Default)]
@@ -165,7 +168,23 @@ impl Service {
             options: None,
             mounts: Vec::new(),
             hooks: Hooks::default(),
+            broker: None,
+            register: true,
         }
+    }
+
+    /// The broker that delivers events to `#[micro::subscribe]` handlers and carries what
+    /// [`Client::publish`] sends (default: the
+    /// [default broker](crate::broker::default_broker)).
+    pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// Serves without announcing itself in the registry (for internal listeners).
+    pub(crate) fn unregistered(mut self) -> Self {
+        self.register = false;
+        self
     }
 
     /// The version registered for this service's node.
@@ -396,6 +415,9 @@ impl Service {
         if opts.registry.is_some() || opts.registry_address.is_some() {
             self.registry = Some(registry::from_options(opts));
         }
+        if opts.broker.is_some() || opts.broker_address.is_some() {
+            self.broker = Some(crate::broker::from_options(opts));
+        }
         self.options = Some(opts.clone());
         Ok(())
     }
@@ -465,11 +487,19 @@ impl Service {
         let mut endpoints = Vec::new();
         let mut add_routes = |started: Started| -> Result<Arc<Mounted>, Error> {
             for route in started.routes {
+                let mut metadata = HashMap::new();
+                if !route.def.topic.is_empty() {
+                    metadata.insert("subscriber".to_owned(), "true".to_owned());
+                    metadata.insert("topic".to_owned(), route.def.topic.to_owned());
+                    if !route.def.queue.is_empty() {
+                        metadata.insert("queue".to_owned(), route.def.queue.to_owned());
+                    }
+                }
                 endpoints.push(registry::Endpoint {
                     name: route.def.name.to_owned(),
                     request: Some(registry::Value::named(route.def.request)),
                     response: Some(registry::Value::named(route.def.response)),
-                    metadata: HashMap::new(),
+                    metadata,
                 });
                 if let Some(first) = routes.insert(route.def.name, route) {
                     return Err(Error::bad_request(
@@ -559,9 +589,21 @@ impl Service {
             endpoints,
             nodes: vec![node],
         };
+        let broker = self
+            .broker
+            .clone()
+            .unwrap_or_else(crate::broker::default_broker);
         let client = crate::client::ClientBuilder::from_options(self.options.as_ref())
             .registry(registry.clone())
+            .broker(broker.clone())
             .build();
+        let subscriber_routes: Vec<&'static crate::EndpointDef> = router
+            .routes
+            .values()
+            .filter(|r| !r.def.topic.is_empty())
+            .map(|r| r.def)
+            .collect();
+        let weak_router = Arc::downgrade(&router);
         let heartbeat_stop = CancellationToken::new();
         let mut running = RunningService {
             client,
@@ -580,7 +622,32 @@ impl Service {
             shutdown_timeout: self.shutdown_timeout,
             hooks_before_stop: std::mem::take(&mut self.hooks.before_stop).into(),
             hooks_after_stop: std::mem::take(&mut self.hooks.after_stop).into(),
+            subscriptions: Vec::new(),
+            registered: self.register,
         };
+        for def in subscriber_routes {
+            let handler = Arc::new(RouteHandler {
+                router: weak_router.clone(),
+                endpoint: def.name,
+                timeout: running.client.timeout(),
+            });
+            let opts = crate::broker::SubscribeOptions {
+                queue: (!def.queue.is_empty()).then(|| def.queue.to_owned()),
+            };
+            match broker.subscribe(def.topic, opts, handler).await {
+                Ok(sub) => running.subscriptions.push(sub),
+                Err(e) => {
+                    running.stop().await;
+                    return Err(Error::unavailable(
+                        "micro.broker",
+                        format_args!("cannot subscribe {} to {}: {e}", def.name, def.topic),
+                    ));
+                }
+            }
+        }
+        if !running.registered {
+            return Ok(running);
+        }
         tracing::info!(service = %running.record.name, %address, "listening on {bound}");
         if let Err(e) = running.register_with_retries(self.ttl).await {
             running.stop().await;
@@ -693,6 +760,49 @@ pub struct RunningService {
     // Behind a lock only so that the service is `Sync`; nothing contends for it.
     hooks_before_stop: std::sync::Mutex<Vec<Hook>>,
     hooks_after_stop: std::sync::Mutex<Vec<Hook>>,
+    subscriptions: Vec<crate::broker::Subscription>,
+    registered: bool,
+}
+
+/// Feeds a subscriber endpoint's mailbox from the broker.
+struct RouteHandler {
+    router: std::sync::Weak<Router>,
+    endpoint: &'static str,
+    timeout: Duration,
+}
+
+impl crate::broker::EventHandler for RouteHandler {
+    fn handle(
+        &self,
+        _topic: &str,
+        msg: crate::broker::Message,
+    ) -> BoxFuture<'static, Result<(), Error>> {
+        let router = self.router.upgrade();
+        let (endpoint, timeout) = (self.endpoint, self.timeout);
+        Box::pin(async move {
+            let router =
+                router.ok_or_else(|| Error::unavailable("micro.server", "the service stopped"))?;
+            let content_type = msg
+                .headers
+                .get(crate::broker::CONTENT_TYPE)
+                .and_then(|m| crate::codec::ContentType::from_mime(m))
+                .unwrap_or_default();
+            let request = crate::middleware::Request {
+                service: router.service.clone(),
+                endpoint: endpoint.into(),
+                metadata: msg.headers,
+                deadline: Some(Instant::now() + timeout),
+                payload: crate::Payload::encoded(content_type, msg.body),
+            };
+            match tokio::time::timeout(timeout, router.call_local(request)).await {
+                Ok(result) => result.map(drop),
+                Err(_) => Err(Error::timeout(
+                    &*router.service,
+                    format_args!("{endpoint} did not finish within {timeout:?}"),
+                )),
+            }
+        })
+    }
 }
 
 impl fmt::Debug for RunningService {
@@ -804,13 +914,18 @@ impl RunningService {
         let name = self.record.name.clone();
         let hooks = take_hooks(&self.hooks_before_stop);
         let _ = run_hooks("before_stop", hooks).await;
+        for sub in std::mem::take(&mut self.subscriptions) {
+            sub.unsubscribe().await;
+        }
         self.heartbeat_stop.cancel();
         if let Some(h) = self.heartbeat.take() {
             let _ = h.await;
         }
-        match self.registry.deregister(&self.record).await {
-            Ok(()) => tracing::info!(service = %name, "deregistered"),
-            Err(e) => tracing::warn!(service = %name, "deregistration failed: {e}"),
+        if self.registered {
+            match self.registry.deregister(&self.record).await {
+                Ok(()) => tracing::info!(service = %name, "deregistered"),
+                Err(e) => tracing::warn!(service = %name, "deregistration failed: {e}"),
+            }
         }
         if !self.drain.is_zero() && !self.connections.is_empty() {
             tracing::info!(service = %name, "draining for {:?}", self.drain);

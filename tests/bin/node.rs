@@ -3,6 +3,8 @@
 //! ```text
 //! test-node serve NAME [--micro flags]   serve `Work` as NAME until SIGTERM / Ctrl-C
 //! test-node call NAME COUNT              call NAME COUNT times, print one line per reply
+//! test-node sub TOPIC [QUEUE]            subscribe through the default broker, print
+//!                                        `ready`, then `got BODY` per message, until killed
 //! ```
 //!
 //! Both take their settings from `MICRO_*` variables and flags, like any service.
@@ -38,6 +40,7 @@ async fn main() -> ExitCode {
     let result = match args.get(1).map(String::as_str) {
         Some("serve") => serve(&args).await,
         Some("call") => call(&args).await,
+        Some("sub") => sub(&args).await,
         _ => Err(Error::bad_request(
             "test-node",
             "usage: test-node serve|call NAME …",
@@ -65,5 +68,27 @@ async fn call(args: &[String]) -> micro::Result<()> {
         let pid = client.work(0).await?;
         println!("reply from {pid}");
     }
+    Ok(())
+}
+
+async fn sub(args: &[String]) -> micro::Result<()> {
+    use micro::broker::{Message, SubscribeOptions, handler};
+    let topic = args.get(2).cloned().unwrap_or_else(|| "events".into());
+    let mut opts = SubscribeOptions::default();
+    if let Some(queue) = args.get(3) {
+        opts = opts.queue(queue.clone());
+    }
+    let _subscription = micro::broker::default_broker()
+        .subscribe(
+            &topic,
+            opts,
+            handler(|m: Message| {
+                println!("got {}", String::from_utf8_lossy(&m.body));
+                async { Ok(()) }
+            }),
+        )
+        .await?;
+    println!("ready");
+    let _ = tokio::signal::ctrl_c().await;
     Ok(())
 }

@@ -49,6 +49,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::broker::Broker;
 use crate::codec::ContentType;
 use crate::middleware::{Chain, Middleware, Request};
 use crate::registry::{Node, Registry, RegistryError};
@@ -68,6 +69,7 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     registry: Arc<dyn Registry>,
+    broker: Option<Arc<dyn Broker>>,
     selector: Arc<dyn Selector>,
     pool: pool::Pool,
     nodes: dashmap::DashMap<Arc<str>, (Instant, Arc<[Node]>)>,
@@ -94,6 +96,7 @@ struct Inner {
 #[must_use]
 pub struct ClientBuilder {
     registry: Arc<dyn Registry>,
+    broker: Option<Arc<dyn Broker>>,
     selector: Arc<dyn Selector>,
     retries: u32,
     timeout: Duration,
@@ -127,6 +130,7 @@ impl ClientBuilder {
         let opts = opts.unwrap_or_else(|| crate::config::process_env());
         Self {
             registry: crate::registry::default_registry(),
+            broker: None,
             selector: Arc::new(Random),
             retries: opts.client_retries.unwrap_or(DEFAULT_RETRIES),
             timeout: opts.client_request_timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -150,6 +154,13 @@ impl ClientBuilder {
     /// Where to find services (default: [`default_registry`](crate::registry::default_registry)).
     pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
         self.registry = registry;
+        self
+    }
+
+    /// The broker [`Client::publish`] sends through (default: the
+    /// [default broker](crate::broker::default_broker)).
+    pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
         self
     }
 
@@ -201,6 +212,7 @@ impl ClientBuilder {
         Client {
             inner: Arc::new(Inner {
                 registry: self.registry,
+                broker: self.broker,
                 selector: self.selector,
                 pool: pool::Pool::new(self.per_node, self.max_frame),
                 nodes: dashmap::DashMap::new(),
@@ -252,6 +264,53 @@ impl Client {
     /// ```
     pub fn registry(&self) -> &Arc<dyn Registry> {
         &self.inner.registry
+    }
+
+    /// The default timeout of calls made through this client.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The broker this client publishes through.
+    ///
+    /// ```
+    /// assert!(!micro::Client::new().broker().name().is_empty());
+    /// ```
+    pub fn broker(&self) -> Arc<dyn Broker> {
+        self.inner
+            .broker
+            .clone()
+            .unwrap_or_else(crate::broker::default_broker)
+    }
+
+    /// Publishes `event` on `topic`, encoded with the client's codec (bincode unless set),
+    /// through the client's broker. Set metadata headers on the returned [`Publish`] before
+    /// awaiting it.
+    ///
+    /// ```
+    /// use micro::broker::MemoryBroker;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+    /// let client = micro::Client::builder()
+    ///     .broker(std::sync::Arc::new(MemoryBroker::new()))
+    ///     .build();
+    /// client.publish("consignment.created", &("c1", 550)).metadata("user", "ada").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn publish<T: serde::Serialize + ?Sized>(&self, topic: &str, event: &T) -> Publish {
+        let content_type = self.inner.content_type;
+        let body = content_type.encode(event).map_err(|e| {
+            Error::bad_request(
+                "micro.client",
+                format_args!("cannot encode the event for {topic} as {content_type}: {e}"),
+            )
+        });
+        Publish {
+            broker: self.broker(),
+            topic: topic.to_owned(),
+            body,
+            content_type,
+            metadata: crate::Metadata::new(),
+        }
     }
 
     /// A typed call to `endpoint` of `service`; the generated clients are built on this.
@@ -492,6 +551,55 @@ impl Client {
     /// Drops the cached nodes of `service`, so the next call asks the registry.
     fn forget(&self, service: &str) {
         self.inner.nodes.remove(service);
+    }
+}
+
+/// An event being published: add metadata, then `.await` it.
+///
+/// See [`Client::publish`].
+#[must_use = "an event is published when the Publish is awaited"]
+#[derive(Debug)]
+pub struct Publish {
+    broker: Arc<dyn Broker>,
+    topic: String,
+    body: Result<bytes::Bytes, Error>,
+    content_type: ContentType,
+    metadata: crate::Metadata,
+}
+
+impl Publish {
+    /// Adds a metadata header to the message.
+    ///
+    /// See [`Client::publish`].
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+impl std::future::IntoFuture for Publish {
+    type Output = Result<(), Error>;
+    type IntoFuture = crate::BoxFuture<'static, Result<(), Error>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let mut headers = self.metadata;
+            if let Some(trace) = Context::current().and_then(|c| c.trace_id().map(str::to_owned)) {
+                headers.entry(TRACE_ID.to_owned()).or_insert(trace);
+            }
+            headers.insert(
+                crate::broker::CONTENT_TYPE.to_owned(),
+                self.content_type.mime().to_owned(),
+            );
+            let msg = crate::broker::Message {
+                headers,
+                body: self.body?,
+            };
+            self.broker
+                .publish(&self.topic, msg)
+                .await
+                .map_err(Into::into)
+        })
     }
 }
 

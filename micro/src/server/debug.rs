@@ -119,12 +119,16 @@ const ENDPOINTS: &[EndpointDef] = &[
         method: "health",
         request: "()",
         response: "Health",
+        topic: "",
+        queue: "",
     },
     EndpointDef {
         name: "Debug.Stats",
         method: "stats",
         request: "()",
         response: "Stats",
+        topic: "",
+        queue: "",
     },
 ];
 

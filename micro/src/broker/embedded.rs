@@ -1,0 +1,348 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use super::{Broker, BrokerError, EventHandler, Message, SubscribeOptions, Subscription};
+use crate::config::Options;
+use crate::handler::{EndpointDef, Handler, HandlerDef};
+use crate::registry::{Node, Registry, RegistryError, Service as Record};
+use crate::{BoxFuture, Client, Context, Error, Payload, RunningService, Service};
+
+/// The prefix of the registry names under which subscriptions are advertised:
+/// `micro.broker.<topic>`, one node per subscription.
+pub const TOPIC_PREFIX: &str = "micro.broker.";
+
+/// Deliveries one process handles at once.
+const INBOX_WORKERS: usize = 32;
+
+/// Publish/subscribe with no server: the default.
+///
+/// Each subscription is advertised in the registry under `micro.broker.<topic>` as a node
+/// pointing at this process's *inbox*, a small listener the broker starts on first
+/// subscription (on `MICRO_BROKER_ADDRESS`, default `127.0.0.1:0`). `publish` looks the topic
+/// up, picks every broadcast subscriber and one member of each queue group, and delivers to
+/// each directly over micro's transport. It returns once every target's handler acknowledged
+/// the message, or fails naming each target that did not (a dead subscriber, a handler
+/// error). A queue group whose chosen member cannot be reached is tried on its other members.
+/// Messages are not stored: a subscriber that is down misses them.
+///
+/// ```
+/// use std::sync::Arc;
+/// use micro::broker::{Broker, EmbeddedBroker, Message, SubscribeOptions, handler};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), micro::broker::BrokerError> {
+/// let registry = Arc::new(micro::registry::MemoryRegistry::new());
+/// let broker = EmbeddedBroker::new(registry);
+/// let _sub = broker
+///     .subscribe("pings", SubscribeOptions::default(), handler(|_m: Message| async { Ok(()) }))
+///     .await?;
+/// broker.publish("pings", Message::new(&b"1"[..])).await?;
+/// # Ok(()) }
+/// ```
+pub struct EmbeddedBroker {
+    registry: Arc<dyn Registry>,
+    address: String,
+    subs: Arc<DashMap<String, Arc<dyn EventHandler>>>,
+    inbox: OnceCell<RunningService>,
+    client: Client,
+}
+
+impl std::fmt::Debug for EmbeddedBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBroker")
+            .field("registry", &self.registry.name())
+            .field("address", &self.address)
+            .field("subscriptions", &self.subs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+static IDS: AtomicU64 = AtomicU64::new(1);
+
+impl EmbeddedBroker {
+    /// A broker advertising subscriptions in `registry`, with its inbox on `127.0.0.1:0`.
+    ///
+    /// See the [type-level example](Self).
+    pub fn new(registry: Arc<dyn Registry>) -> Self {
+        let address = crate::config::process_env()
+            .broker_address
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:0".to_owned());
+        Self {
+            client: Client::builder()
+                .registry(registry.clone())
+                .fast_path(false)
+                .build(),
+            registry,
+            address,
+            subs: Arc::new(DashMap::new()),
+            inbox: OnceCell::new(),
+        }
+    }
+
+    /// Listens for deliveries from now on, on `address` (as `MICRO_BROKER_ADDRESS`).
+    ///
+    /// ```
+    /// let broker = micro::broker::EmbeddedBroker::new(micro::registry::default_registry())
+    ///     .address("127.0.0.1:0");
+    /// # drop(broker);
+    /// ```
+    #[must_use]
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = address.into();
+        self
+    }
+
+    async fn inbox(&self) -> Result<&RunningService, BrokerError> {
+        self.inbox
+            .get_or_try_init(|| async {
+                Service::new("micro.broker")
+                    .options(Options::default())
+                    .address(self.address.clone())
+                    .registry(self.registry.clone())
+                    .drain(Duration::ZERO)
+                    .unregistered()
+                    .handle_workers(Inbox(self.subs.clone()), INBOX_WORKERS)
+                    .start()
+                    .await
+                    .map_err(|e| BrokerError::Unavailable(format!("cannot start the inbox: {e}")))
+            })
+            .await
+    }
+}
+
+fn record(topic: &str, node: Node) -> Record {
+    Record {
+        name: format!("{TOPIC_PREFIX}{topic}"),
+        version: String::new(),
+        metadata: HashMap::new(),
+        endpoints: Vec::new(),
+        nodes: vec![node],
+    }
+}
+
+impl Broker for EmbeddedBroker {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        msg: Message,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            if topic.is_empty() {
+                return Err(BrokerError::Invalid("empty topic".into()));
+            }
+            let nodes: Vec<Node> = match self
+                .registry
+                .get_service(&format!("{TOPIC_PREFIX}{topic}"))
+                .await
+            {
+                Ok(versions) => versions.into_iter().flat_map(|s| s.nodes).collect(),
+                Err(RegistryError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(BrokerError::Unavailable(e.to_string())),
+            };
+            let msg = &msg;
+            let mut broadcast = Vec::new();
+            let mut groups: HashMap<String, Vec<Node>> = HashMap::new();
+            for node in nodes {
+                match node.metadata.get("queue").filter(|q| !q.is_empty()) {
+                    Some(q) => groups.entry(q.clone()).or_default().push(node),
+                    None => broadcast.push(node),
+                }
+            }
+            let deliveries = broadcast
+                .into_iter()
+                .map(|node| {
+                    let target = format!("{}@{}", node.id, node.address);
+                    Box::pin(async move { (target, self.deliver(&node, topic, msg.clone()).await) })
+                        as BoxFuture<'_, (String, Result<(), Error>)>
+                })
+                .chain(groups.into_iter().map(|(queue, mut members)| {
+                    fastrand::shuffle(&mut members);
+                    Box::pin(async move {
+                        let target = format!("queue {queue}");
+                        let mut last = Error::unavailable("micro.broker", "no members");
+                        for node in &members {
+                            match self.deliver(node, topic, msg.clone()).await {
+                                Ok(()) => return (target, Ok(())),
+                                // Unreachable: another member may take it.
+                                Err(e) if e.is_unavailable() => last = e,
+                                Err(e) => {
+                                    return (
+                                        format!("{target} ({}@{})", node.id, node.address),
+                                        Err(e),
+                                    );
+                                }
+                            }
+                        }
+                        (target, Err(last))
+                    }) as BoxFuture<'_, (String, Result<(), Error>)>
+                }));
+            let failed: Vec<_> = futures_util::future::join_all(deliveries)
+                .await
+                .into_iter()
+                .filter_map(|(target, r)| r.err().map(|e| (target, e)))
+                .collect();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(BrokerError::NotDelivered {
+                    topic: topic.to_owned(),
+                    failed,
+                })
+            }
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        opts: SubscribeOptions,
+        handler: Arc<dyn EventHandler>,
+    ) -> BoxFuture<'a, Result<Subscription, BrokerError>> {
+        Box::pin(async move {
+            if topic.is_empty() {
+                return Err(BrokerError::Invalid("empty topic".into()));
+            }
+            let inbox = self.inbox().await?;
+            let id = format!(
+                "{topic}-{}-{:08x}",
+                IDS.fetch_add(1, Ordering::Relaxed),
+                fastrand::u32(..)
+            );
+            let mut metadata = HashMap::from([
+                ("broker".to_owned(), "embedded".to_owned()),
+                ("topic".to_owned(), topic.to_owned()),
+            ]);
+            if let Some(q) = &opts.queue {
+                metadata.insert("queue".to_owned(), q.clone());
+            }
+            let record = record(
+                topic,
+                Node {
+                    id: id.clone(),
+                    address: inbox.address().to_owned(),
+                    metadata,
+                },
+            );
+            self.subs.insert(id.clone(), handler);
+            let ttl = crate::DEFAULT_REGISTER_TTL;
+            if let Err(e) = self.registry.register(&record, Some(ttl)).await {
+                self.subs.remove(&id);
+                return Err(BrokerError::Unavailable(e.to_string()));
+            }
+            let stop = CancellationToken::new();
+            let renew = {
+                let (registry, record, stop) =
+                    (self.registry.clone(), record.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(crate::DEFAULT_REGISTER_INTERVAL);
+                    every.tick().await;
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = every.tick() => {}
+                        }
+                        if let Err(e) = registry.register(&record, Some(ttl)).await {
+                            tracing::warn!(topic = %record.name, "subscription renewal failed: {e}");
+                        }
+                    }
+                })
+            };
+            let (registry, subs) = (self.registry.clone(), self.subs.clone());
+            Ok(Subscription::new(topic, opts.queue, move || {
+                Box::pin(async move {
+                    stop.cancel();
+                    let _ = renew.await;
+                    if let Err(e) = registry.deregister(&record).await {
+                        tracing::warn!(topic = %record.name, "unsubscribe failed: {e}");
+                    }
+                    subs.remove(&id);
+                })
+            }))
+        })
+    }
+}
+
+impl EmbeddedBroker {
+    /// Delivers to one subscription node: directly when it is ours, else over the network.
+    async fn deliver(&self, node: &Node, topic: &str, message: Message) -> Result<(), Error> {
+        let local = self.subs.get(&node.id).map(|h| h.clone());
+        if let Some(handler) = local {
+            return handler.handle(topic, message).await;
+        }
+        let delivery = Delivery {
+            subscription: node.id.clone(),
+            topic: topic.to_owned(),
+            message,
+        };
+        self.client
+            .call::<Delivery, ()>("micro.broker".into(), "Broker.Deliver", delivery)
+            .node(node.address.clone())
+            .await
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Delivery {
+    subscription: String,
+    topic: String,
+    message: Message,
+}
+
+/// Receives deliveries for this process's subscriptions.
+#[derive(Clone)]
+struct Inbox(Arc<DashMap<String, Arc<dyn EventHandler>>>);
+
+impl Handler for Inbox {
+    const DEF: &'static HandlerDef = &HandlerDef {
+        type_name: "Broker",
+        service: "micro.broker",
+        version: "latest",
+        workers: INBOX_WORKERS,
+        mailbox: 4096,
+        endpoints: &[EndpointDef {
+            name: "Broker.Deliver",
+            method: "deliver",
+            request: "Delivery",
+            response: "()",
+            topic: "",
+            queue: "",
+        }],
+    };
+
+    fn dispatch<'a>(
+        &'a mut self,
+        _ctx: &'a Context,
+        _endpoint: usize,
+        req: Payload,
+    ) -> BoxFuture<'a, Result<Payload, Error>> {
+        Box::pin(async move {
+            let d: Delivery = crate::__private::decode(req, &Self::DEF.endpoints[0])?;
+            let handler = self
+                .0
+                .get(&d.subscription)
+                .map(|h| h.clone())
+                .ok_or_else(|| {
+                    Error::not_found(
+                        "micro.broker",
+                        format_args!("no subscription {} here (it ended)", d.subscription),
+                    )
+                })?;
+            handler.handle(&d.topic, d.message).await?;
+            Ok(Payload::new(()))
+        })
+    }
+
+    fn replicate(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
