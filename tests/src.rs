@@ -144,3 +144,67 @@ pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> b
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
+
+/// A `nats-server` with JetStream on a free loopback port and its own store directory,
+/// stopped (and its directory removed) when dropped.
+pub struct NatsServer {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    /// `nats://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl NatsServer {
+    /// Starts the server and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When `nats-server` is not installed (`apt-get install nats-server`) or never starts.
+    pub fn start() -> NatsServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("micro-nats-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server is not installed: apt-get install -y nats-server");
+        let server = NatsServer {
+            child,
+            dir,
+            url: format!("nats://127.0.0.1:{port}"),
+        };
+        wait_for_port(port);
+        server
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (bounded) until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

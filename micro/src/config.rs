@@ -28,7 +28,7 @@
 //! | `MICRO_CLIENT_RETRIES` | `--client_retries` | retries of calls that provably did not run |
 //! | `MICRO_CLIENT_POOL_SIZE` | `--client_pool_size` | connections per node |
 //! | `MICRO_TRANSPORT` | `--transport` | `tcp` (default), `memory` |
-//! | `MICRO_BROKER` | `--broker` | `embedded` (default), `memory` |
+//! | `MICRO_BROKER` | `--broker` | `embedded` (default), `memory`; with feature `nats`: `nats`, `jetstream` |
 //! | `MICRO_BROKER_ADDRESS` | `--broker_address` | its address; for `embedded`, where its inbox listens |
 //!
 //! Durations are a number with a unit (`500ms`, `30s`, `5m`, `1h`); a bare number is seconds,
@@ -158,7 +158,11 @@ pub const REGISTRIES: &[&str] = &["local", "memory"];
 /// Transports this build knows.
 pub const TRANSPORTS: &[&str] = &["tcp", "memory"];
 /// Brokers this build knows.
+#[cfg(not(feature = "nats"))]
 pub const BROKERS: &[&str] = &["embedded", "memory"];
+/// Brokers this build knows.
+#[cfg(feature = "nats")]
+pub const BROKERS: &[&str] = &["embedded", "memory", "nats", "jetstream"];
 
 const SPECS: &[Spec] = &[
     Spec {

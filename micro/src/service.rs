@@ -631,9 +631,14 @@ impl Service {
                 endpoint: def.name,
                 timeout: running.client.timeout(),
             });
-            let opts = crate::broker::SubscribeOptions {
-                queue: (!def.queue.is_empty()).then(|| def.queue.to_owned()),
-            };
+            let mut opts = crate::broker::SubscribeOptions::default();
+            if !def.queue.is_empty() {
+                opts = opts.queue(def.queue);
+            } else {
+                // Stable across restarts, so a durable broker resumes where this endpoint
+                // stopped; brokers that keep nothing ignore it.
+                opts = opts.durable(format!("{}-{}", running.record.name, def.name));
+            }
             match broker.subscribe(def.topic, opts, handler).await {
                 Ok(sub) => running.subscriptions.push(sub),
                 Err(e) => {

@@ -5,6 +5,8 @@
 //! test-node call NAME COUNT              call NAME COUNT times, print one line per reply
 //! test-node sub TOPIC [QUEUE]            subscribe through the default broker, print
 //!                                        `ready`, then `got BODY` per message, until killed
+//! test-node jsub ADDR TOPIC DURABLE       the same through JetStream at ADDR, 20 ms per
+//!                                        message, redelivery after 1 s
 //! ```
 //!
 //! Both take their settings from `MICRO_*` variables and flags, like any service.
@@ -41,6 +43,7 @@ async fn main() -> ExitCode {
         Some("serve") => serve(&args).await,
         Some("call") => call(&args).await,
         Some("sub") => sub(&args).await,
+        Some("jsub") => jsub(&args).await,
         _ => Err(Error::bad_request(
             "test-node",
             "usage: test-node serve|call NAME …",
@@ -85,6 +88,34 @@ async fn sub(args: &[String]) -> micro::Result<()> {
             handler(|m: Message| {
                 println!("got {}", String::from_utf8_lossy(&m.body));
                 async { Ok(()) }
+            }),
+        )
+        .await?;
+    println!("ready");
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
+}
+
+async fn jsub(args: &[String]) -> micro::Result<()> {
+    use micro::broker::{Broker, Message, NatsBroker, SubscribeOptions, handler};
+    let (Some(addr), Some(topic), Some(durable)) = (args.get(2), args.get(3), args.get(4)) else {
+        return Err(Error::bad_request(
+            "test-node",
+            "usage: jsub ADDR TOPIC DURABLE",
+        ));
+    };
+    let broker = NatsBroker::new(addr.as_str()).jetstream(true);
+    let opts = SubscribeOptions::default()
+        .durable(durable.clone())
+        .ack_wait(Duration::from_secs(1));
+    let _subscription = broker
+        .subscribe(
+            topic,
+            opts,
+            handler(|m: Message| async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                println!("got {}", String::from_utf8_lossy(&m.body));
+                Ok(())
             }),
         )
         .await?;

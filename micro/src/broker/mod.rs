@@ -38,9 +38,15 @@
 
 mod embedded;
 mod memory;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+mod nats;
 
 pub use embedded::{EmbeddedBroker, TOPIC_PREFIX};
 pub use memory::MemoryBroker;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use nats::{DEAD_LETTER_SUFFIX, NatsBroker};
 
 use std::fmt;
 use std::future::Future;
@@ -100,6 +106,15 @@ impl Message {
 pub struct SubscribeOptions {
     /// Queue group: each message goes to one member of the group instead of to all.
     pub queue: Option<String>,
+    /// For brokers that store messages (JetStream): the name under which the server
+    /// remembers this subscriber's progress, so a restarted subscriber resumes where it
+    /// stopped. Subscribers sharing a durable name share the messages, like a queue group.
+    pub durable: Option<String>,
+    /// For brokers that redeliver: attempts before a message goes to the dead-letter subject.
+    pub max_deliver: Option<u32>,
+    /// For brokers that redeliver: how long an unacknowledged delivery waits before it is
+    /// sent again (a crashed subscriber's messages come back after this).
+    pub ack_wait: Option<std::time::Duration>,
 }
 
 impl SubscribeOptions {
@@ -109,6 +124,43 @@ impl SubscribeOptions {
     #[must_use]
     pub fn queue(mut self, name: impl Into<String>) -> Self {
         self.queue = Some(name.into());
+        self
+    }
+
+    /// Subscribes durably under `name` (brokers that store messages).
+    ///
+    /// ```
+    /// let opts = micro::broker::SubscribeOptions::default().durable("billing");
+    /// assert_eq!(opts.durable.as_deref(), Some("billing"));
+    /// ```
+    #[must_use]
+    pub fn durable(mut self, name: impl Into<String>) -> Self {
+        self.durable = Some(name.into());
+        self
+    }
+
+    /// Attempts before a message goes to the dead-letter subject (brokers that redeliver).
+    ///
+    /// ```
+    /// let opts = micro::broker::SubscribeOptions::default().max_deliver(3);
+    /// assert_eq!(opts.max_deliver, Some(3));
+    /// ```
+    #[must_use]
+    pub fn max_deliver(mut self, attempts: u32) -> Self {
+        self.max_deliver = Some(attempts);
+        self
+    }
+
+    /// How long an unacknowledged delivery waits before redelivery (brokers that redeliver).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = micro::broker::SubscribeOptions::default().ack_wait(Duration::from_secs(1));
+    /// assert_eq!(opts.ack_wait, Some(Duration::from_secs(1)));
+    /// ```
+    #[must_use]
+    pub fn ack_wait(mut self, wait: std::time::Duration) -> Self {
+        self.ack_wait = Some(wait);
         self
     }
 }
@@ -261,6 +313,22 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// The name `MICRO_BROKER` uses.
     fn name(&self) -> &'static str;
 
+    /// Connects to the broker's server, if it has one; brokers also connect on first use.
+    ///
+    /// # Errors
+    /// When the server cannot be reached.
+    fn connect(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Flushes what is pending and disconnects; subscriptions end.
+    ///
+    /// # Errors
+    /// When the flush fails.
+    fn disconnect(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Publishes `msg` on `topic`.
     ///
     /// # Errors
@@ -300,6 +368,11 @@ pub fn default_broker() -> Arc<dyn Broker> {
 pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Broker> {
     match opts.broker.as_deref() {
         Some("memory") => MEMORY.clone(),
+        #[cfg(feature = "nats")]
+        Some(kind @ ("nats" | "jetstream")) => {
+            let address = opts.broker_address.as_deref().unwrap_or(nats::DEFAULT_ADDRESS);
+            Arc::new(NatsBroker::new(address).jetstream(kind == "jetstream"))
+        }
         _ => Arc::new(EmbeddedBroker::new(crate::registry::from_options(opts))),
     }
 }
