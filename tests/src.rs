@@ -208,3 +208,71 @@ pub fn wait_for_port(port: u16) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// An `etcd` on free loopback ports with its own data directory; [`stop`](Self::stop) and
+/// [`restart`](Self::restart) keep the data, drop removes it.
+pub struct EtcdServer {
+    child: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+    client_port: u16,
+    peer_port: u16,
+    /// `127.0.0.1:PORT`, for `MICRO_REGISTRY_ADDRESS` and `EtcdRegistry::new`.
+    pub endpoint: String,
+}
+
+impl EtcdServer {
+    /// Starts etcd and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When `etcd` is not installed (`apt-get install etcd-server`) or never starts.
+    pub fn start() -> EtcdServer {
+        let (client_port, peer_port) = (free_port(), free_port());
+        let dir =
+            std::env::temp_dir().join(format!("micro-etcd-{}-{client_port}", std::process::id()));
+        let mut server = EtcdServer {
+            child: None,
+            dir,
+            client_port,
+            peer_port,
+            endpoint: format!("127.0.0.1:{client_port}"),
+        };
+        server.restart();
+        server
+    }
+
+    /// Stops the server (as a crash would: SIGKILL), keeping its data.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = std::process::Command::new("etcd")
+            .arg("--name=micro-test")
+            .arg(format!("--data-dir={}", self.dir.display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=micro-test={peer}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("etcd is not installed: apt-get install -y etcd-server");
+        self.child = Some(child);
+        wait_for_port(self.client_port);
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

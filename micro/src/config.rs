@@ -20,7 +20,7 @@
 //! | `MICRO_SERVER_METADATA` | `--server_metadata` | `key=value`, comma-separated (the flag may repeat) |
 //! | `MICRO_SERVER_DRAIN` | `--server_drain` | how long to keep serving after deregistering, on shutdown |
 //! | `MICRO_SERVER_SHUTDOWN_TIMEOUT` | `--server_shutdown_timeout` | longest wait for in-flight calls on shutdown |
-//! | `MICRO_REGISTRY` | `--registry` | `local` (default), `memory` |
+//! | `MICRO_REGISTRY` | `--registry` | `local` (default), `memory`; with feature `etcd`: `etcd` |
 //! | `MICRO_REGISTRY_ADDRESS` | `--registry_address` | backend address; for `local`, the directory |
 //! | `MICRO_REGISTER_TTL` | `--register_ttl` | registration lifetime |
 //! | `MICRO_REGISTER_INTERVAL` | `--register_interval` | re-registration period (must be below the TTL) |
@@ -154,7 +154,11 @@ struct Spec {
 }
 
 /// Registry backends this build knows.
+#[cfg(not(feature = "etcd"))]
 pub const REGISTRIES: &[&str] = &["local", "memory"];
+/// Registry backends this build knows.
+#[cfg(feature = "etcd")]
+pub const REGISTRIES: &[&str] = &["local", "memory", "etcd"];
 /// Transports this build knows.
 pub const TRANSPORTS: &[&str] = &["tcp", "memory"];
 /// Brokers this build knows.

@@ -511,33 +511,36 @@ impl Client {
 
     /// Chooses a node of `service` through the registry (cached briefly) and selector.
     async fn pick(&self, service: &Arc<str>) -> Result<Node, Error> {
-        let cached = self
-            .inner
-            .nodes
-            .get(service)
-            .filter(|e| e.0.elapsed() < NODE_CACHE_TTL)
-            .map(|e| e.1.clone());
+        let cached = self.inner.nodes.get(service).map(|e| (e.0, e.1.clone()));
         let nodes = match cached {
-            Some(nodes) => nodes,
-            None => {
-                let versions =
+            Some((at, nodes)) if at.elapsed() < NODE_CACHE_TTL => nodes,
+            stale => match self.inner.registry.get_service(service).await {
+                Ok(versions) => {
+                    let nodes: Arc<[Node]> = versions.into_iter().flat_map(|s| s.nodes).collect();
                     self.inner
-                        .registry
-                        .get_service(service)
-                        .await
-                        .map_err(|e| match e {
-                            RegistryError::NotFound(_) => Error::not_found(
-                                "micro.client",
-                                format_args!("service {service} not found"),
-                            ),
-                            other => other.into(),
-                        })?;
-                let nodes: Arc<[Node]> = versions.into_iter().flat_map(|s| s.nodes).collect();
-                self.inner
-                    .nodes
-                    .insert(service.clone(), (Instant::now(), nodes.clone()));
-                nodes
-            }
+                        .nodes
+                        .insert(service.clone(), (Instant::now(), nodes.clone()));
+                    nodes
+                }
+                Err(RegistryError::NotFound(_)) => {
+                    return Err(Error::not_found(
+                        "micro.client",
+                        format_args!("service {service} not found"),
+                    ));
+                }
+                // The registry is unreachable: keep serving what we knew, and say so.
+                Err(e) => match stale {
+                    Some((at, nodes)) => {
+                        tracing::warn!(
+                            %service,
+                            "registry unreachable ({e}); using nodes last seen {:?} ago",
+                            at.elapsed()
+                        );
+                        nodes
+                    }
+                    None => return Err(e.into()),
+                },
+            },
         };
         let index = self.inner.selector.select(service, &nodes).ok_or_else(|| {
             Error::unavailable(
@@ -548,9 +551,14 @@ impl Client {
         Ok(nodes[index].clone())
     }
 
-    /// Drops the cached nodes of `service`, so the next call asks the registry.
+    /// Marks the cached nodes of `service` as old, so the next call asks the registry (they
+    /// stay as a fallback while the registry is unreachable).
     fn forget(&self, service: &str) {
-        self.inner.nodes.remove(service);
+        if let Some(mut entry) = self.inner.nodes.get_mut(service) {
+            entry.0 = Instant::now()
+                .checked_sub(NODE_CACHE_TTL)
+                .unwrap_or(entry.0);
+        }
     }
 }
 

@@ -28,9 +28,15 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+mod etcd;
 mod local;
 mod memory;
 
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+pub use etcd::{EtcdRegistry, PREFIX as ETCD_PREFIX};
 pub use local::LocalRegistry;
 pub use memory::MemoryRegistry;
 
@@ -311,6 +317,10 @@ pub fn default_registry() -> Arc<dyn Registry> {
 pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Registry> {
     match opts.registry.as_deref() {
         Some("memory") => MEMORY.clone(),
+        #[cfg(feature = "etcd")]
+        Some("etcd") => Arc::new(EtcdRegistry::new(
+            opts.registry_address.as_deref().unwrap_or("127.0.0.1:2379"),
+        )),
         _ => match &opts.registry_address {
             Some(dir) => Arc::new(LocalRegistry::at(dir)),
             None => LOCAL.clone(),
