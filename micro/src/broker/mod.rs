@@ -370,7 +370,10 @@ pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Broker> {
         Some("memory") => MEMORY.clone(),
         #[cfg(feature = "nats")]
         Some(kind @ ("nats" | "jetstream")) => {
-            let address = opts.broker_address.as_deref().unwrap_or(nats::DEFAULT_ADDRESS);
+            let address = opts
+                .broker_address
+                .as_deref()
+                .unwrap_or(nats::DEFAULT_ADDRESS);
             Arc::new(NatsBroker::new(address).jetstream(kind == "jetstream"))
         }
         _ => Arc::new(EmbeddedBroker::new(crate::registry::from_options(opts))),

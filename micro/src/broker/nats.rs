@@ -123,7 +123,13 @@ impl NatsBroker {
 fn stream_name(topic: &str) -> String {
     topic
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -168,13 +174,19 @@ impl Broker for NatsBroker {
         })
     }
 
-    fn publish<'a>(&'a self, topic: &'a str, msg: Message) -> BoxFuture<'a, Result<(), BrokerError>> {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        msg: Message,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
             if topic.is_empty() {
                 return Err(BrokerError::Invalid("empty topic".into()));
             }
             let client = self.client().await?;
-            let fail = |e: &dyn std::fmt::Display| BrokerError::Unavailable(format!("publish to {topic}: {e}"));
+            let fail = |e: &dyn std::fmt::Display| {
+                BrokerError::Unavailable(format!("publish to {topic}: {e}"))
+            };
             if self.jetstream {
                 self.stream(topic).await?;
                 let js = jetstream::new(client.clone());
@@ -205,9 +217,11 @@ impl Broker for NatsBroker {
             }
             let stop = CancellationToken::new();
             let task = if self.jetstream || opts.durable.is_some() {
-                self.subscribe_durable(topic, &opts, handler, stop.clone()).await?
+                self.subscribe_durable(topic, &opts, handler, stop.clone())
+                    .await?
             } else {
-                self.subscribe_core(topic, &opts, handler, stop.clone()).await?
+                self.subscribe_core(topic, &opts, handler, stop.clone())
+                    .await?
             };
             Ok(Subscription::new(topic, opts.queue, move || {
                 Box::pin(async move {
@@ -318,7 +332,11 @@ impl NatsBroker {
                             Err(_) => false,
                         };
                         // Not stored as dead: keep it alive rather than lose it.
-                        let kind = if stored { AckKind::Term } else { AckKind::Nak(None) };
+                        let kind = if stored {
+                            AckKind::Term
+                        } else {
+                            AckKind::Nak(None)
+                        };
                         m.ack_with(kind).await
                     }
                     Err(e) => {
