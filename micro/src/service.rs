@@ -207,7 +207,8 @@ impl Service {
         self
     }
 
-    /// A metadata entry registered with the service.
+    /// A metadata entry registered with this node (as go-micro's server metadata), which
+    /// callers can filter on with [`Call::node_metadata`](crate::Call::node_metadata).
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
@@ -575,17 +576,22 @@ impl Service {
         let node = registry::Node {
             id: node_id,
             address: address.clone(),
-            metadata: HashMap::from([
-                ("transport".to_owned(), self.transport.name().to_owned()),
-                ("protocol".to_owned(), "micro".to_owned()),
-                ("server".to_owned(), "micro".to_owned()),
-                ("registry".to_owned(), registry.name().to_owned()),
-            ]),
+            // As go-micro: the server's metadata describes the node, next to micro's own.
+            metadata: self
+                .metadata
+                .into_iter()
+                .chain([
+                    ("transport".to_owned(), self.transport.name().to_owned()),
+                    ("protocol".to_owned(), "micro".to_owned()),
+                    ("server".to_owned(), "micro".to_owned()),
+                    ("registry".to_owned(), registry.name().to_owned()),
+                ])
+                .collect(),
         };
         let record = registry::Service {
             name: self.name.clone(),
             version: self.version.clone(),
-            metadata: self.metadata,
+            metadata: HashMap::new(),
             endpoints,
             nodes: vec![node],
         };

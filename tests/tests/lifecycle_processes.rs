@@ -329,7 +329,10 @@ async fn flags_override_variables_in_a_real_process() {
     nodes_of(&registry, &name, 1).await;
     let found = registry.get_service(&name).await.unwrap();
     assert_eq!(found[0].version, "2.0.0");
-    assert_eq!(found[0].metadata.get("zone").map(String::as_str), Some("a"));
+    assert_eq!(
+        found[0].nodes[0].metadata.get("zone").map(String::as_str),
+        Some("a")
+    );
     sigterm(server.pid());
     assert!(server.wait_exit(Duration::from_secs(20)).success());
     let _ = std::fs::remove_dir_all(&dir);

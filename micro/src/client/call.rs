@@ -93,6 +93,45 @@ impl<Req: Message, Resp: Message> Call<Req, Resp> {
         self
     }
 
+    /// Marks the call safe to send twice: when a node fails after the request was sent
+    /// (the connection broke, the process died), it is retried on another node. Without
+    /// this, only what provably did not run is retried. Handlers marked
+    /// `#[micro(idempotent)]` make their generated client methods set it.
+    ///
+    /// ```no_run
+    /// # async fn f(client: micro::Client) -> micro::Result<()> {
+    /// let n: u64 = client.call::<(), u64>("counter".into(), "Counter.Get", ()).idempotent().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn idempotent(mut self) -> Self {
+        self.opts.idempotent = true;
+        self
+    }
+
+    /// Only nodes registered with this version.
+    ///
+    /// ```no_run
+    /// # async fn f(client: micro::Client) -> micro::Result<()> {
+    /// let n: u64 = client.call::<(), u64>("counter".into(), "Counter.Get", ()).version("2.0.0").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.opts.version = Some(version.into());
+        self
+    }
+
+    /// Only nodes whose registry metadata has `key` set to `value` (may be repeated).
+    ///
+    /// ```no_run
+    /// # async fn f(client: micro::Client) -> micro::Result<()> {
+    /// let n: u64 = client.call::<(), u64>("counter".into(), "Counter.Get", ()).node_metadata("zone", "eu-1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn node_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.opts.node_metadata.push((key.into(), value.into()));
+        self
+    }
+
     /// The codec for this call when it crosses the network (default: the client's).
     ///
     /// ```no_run

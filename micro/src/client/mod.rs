@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use crate::broker::Broker;
 use crate::codec::ContentType;
 use crate::middleware::{Chain, Middleware, Request};
-use crate::registry::{Node, Registry, RegistryError};
+use crate::registry::{self, Node, Registry, RegistryError};
 use crate::selector::{Random, Selector};
 use crate::server::{HEADER_ALLOWANCE, local};
 use crate::transport::{Memory, Tcp, Transport};
@@ -72,7 +72,9 @@ struct Inner {
     broker: Option<Arc<dyn Broker>>,
     selector: Arc<dyn Selector>,
     pool: pool::Pool,
-    nodes: dashmap::DashMap<Arc<str>, (Instant, Arc<[Node]>)>,
+    nodes: dashmap::DashMap<Arc<str>, (Instant, Arc<[registry::Service]>)>,
+    ejected: dashmap::DashMap<String, Ejection>,
+    ejection: Duration,
     retries: u32,
     timeout: Duration,
     content_type: ContentType,
@@ -97,6 +99,7 @@ struct Inner {
 pub struct ClientBuilder {
     registry: Arc<dyn Registry>,
     broker: Option<Arc<dyn Broker>>,
+    ejection: Duration,
     selector: Arc<dyn Selector>,
     retries: u32,
     timeout: Duration,
@@ -131,6 +134,7 @@ impl ClientBuilder {
         Self {
             registry: crate::registry::default_registry(),
             broker: None,
+            ejection: DEFAULT_EJECTION,
             selector: Arc::new(Random),
             retries: opts.client_retries.unwrap_or(DEFAULT_RETRIES),
             timeout: opts.client_request_timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -161,6 +165,13 @@ impl ClientBuilder {
     /// [default broker](crate::broker::default_broker)).
     pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
         self.broker = Some(broker);
+        self
+    }
+
+    /// How long a node stays out of selection after a connection failure or timeout
+    /// (default 10 s); doubled on each repeat up to 5 minutes, ended early by a success.
+    pub fn ejection(mut self, base: Duration) -> Self {
+        self.ejection = base;
         self
     }
 
@@ -216,6 +227,8 @@ impl ClientBuilder {
                 selector: self.selector,
                 pool: pool::Pool::new(self.per_node, self.max_frame),
                 nodes: dashmap::DashMap::new(),
+                ejected: dashmap::DashMap::new(),
+                ejection: self.ejection,
                 retries: self.retries,
                 timeout: self.timeout,
                 content_type: self.content_type,
@@ -240,6 +253,9 @@ pub(crate) struct CallOptions {
     pub(crate) metadata: crate::Metadata,
     pub(crate) node: Option<String>,
     pub(crate) content_type: Option<ContentType>,
+    pub(crate) idempotent: bool,
+    pub(crate) version: Option<String>,
+    pub(crate) node_metadata: Vec<(String, String)>,
 }
 
 impl Client {
@@ -392,7 +408,7 @@ impl Client {
     }
 
     /// Delivers a request: into a mailbox of this process, or over a connection to a node,
-    /// retrying what provably did not run.
+    /// retrying what provably did not run (and, for idempotent calls, what may have).
     async fn dispatch(&self, request: Request, opts: &CallOptions) -> Result<Payload, Error> {
         if opts.node.is_none() && self.inner.fast_path {
             if let Some(router) = local::find(&request.service) {
@@ -417,19 +433,29 @@ impl Client {
             ));
         }
         let mut backoff = Duration::from_millis(5);
-        let mut attempt = 0;
-        loop {
+        let mut tried: Vec<String> = Vec::new();
+        for attempt in 0.. {
             let node = match &opts.node {
                 Some(address) => Node {
                     address: address.clone(),
                     ..Node::default()
                 },
-                None => self.pick(&request.service).await?,
+                None => {
+                    self.pick(&request.service, &request.endpoint, opts, &tried)
+                        .await?
+                }
             };
             let timeout_ms = request.deadline.map_or(0, |d| {
                 let ms = d.saturating_duration_since(Instant::now()).as_millis();
                 u32::try_from(ms).unwrap_or(u32::MAX).max(1)
             });
+            let mut guard = Attempt {
+                client: self,
+                node: &node,
+                service: &request.service,
+                deadline: request.deadline,
+                settled: opts.node.is_some(),
+            };
             let outcome = self
                 .attempt(&node, opts, |id| Outgoing::Request {
                     id,
@@ -441,41 +467,34 @@ impl Client {
                     body: body.clone(),
                 })
                 .await;
-            let error = match outcome {
+            let (error, fault) = match outcome {
                 Ok(payload) => {
-                    self.inner.selector.report(&request.service, &node, Ok(()));
+                    guard.settle(None);
                     return Ok(payload);
                 }
-                Err(Failure::Final(error)) => {
-                    if error.is_unavailable() {
-                        self.forget(&request.service);
-                    }
-                    self.inner
-                        .selector
-                        .report(&request.service, &node, Err(&error));
-                    return Err(error);
-                }
-                Err(Failure::NotRun(error)) => error,
+                Err(failure) => failure,
             };
-            self.inner
-                .selector
-                .report(&request.service, &node, Err(&error));
-            if !error.is_overloaded() {
-                self.forget(&request.service);
-            }
-            if attempt >= self.inner.retries {
+            guard.settle(Some((&error, fault)));
+            let retry = match fault {
+                Fault::Refused | Fault::Rejected => true,
+                Fault::Lost => opts.idempotent,
+                Fault::Answered => false,
+            };
+            if !retry || attempt >= self.inner.retries {
                 return Err(error);
             }
-            attempt += 1;
             tracing::debug!(
                 service = %request.service,
                 node = %node.address,
-                "retry {attempt} after: {error}"
+                "retry {} after: {error}",
+                attempt + 1
             );
+            tried.push(node_key(&node).to_owned());
             let jitter = Duration::from_micros(fastrand::u64(..=backoff.as_micros() as u64));
             tokio::time::sleep(backoff + jitter).await;
             backoff *= 2;
         }
+        unreachable!("the loop returns")
     }
 
     /// One attempt on one node.
@@ -484,7 +503,7 @@ impl Client {
         node: &Node,
         opts: &CallOptions,
         request: impl FnOnce(u64) -> Outgoing,
-    ) -> Result<Payload, Failure> {
+    ) -> Result<Payload, (Error, Fault)> {
         let transport = match &opts.node {
             Some(address) => transport_for_address(address),
             None => transport_for_node(node),
@@ -494,33 +513,44 @@ impl Client {
             .pool
             .get(transport, &node.address)
             .await
-            .map_err(Failure::NotRun)?;
-        match conn.call(request).await? {
+            .map_err(|e| (e, Fault::Refused))?;
+        let frame = conn.call(request).await.map_err(|f| match f {
+            Failure::NotRun(e) => (e, Fault::Refused),
+            Failure::Final(e) => (e, Fault::Lost),
+        })?;
+        match frame {
             Frame::Reply {
                 content_type, body, ..
             } => Ok(Payload::encoded(content_type, body)),
             // Rejected before it was queued: the handler did not run.
-            Frame::Error { error, .. } if error.is_overloaded() => Err(Failure::NotRun(error)),
-            Frame::Error { error, .. } => Err(Failure::Final(error)),
-            _ => Err(Failure::Final(Error::internal(
-                "micro.client",
-                "unexpected frame",
-            ))),
+            Frame::Error { error, .. } if error.is_overloaded() => Err((error, Fault::Rejected)),
+            Frame::Error { error, .. } => Err((error, Fault::Answered)),
+            _ => Err((
+                Error::internal("micro.client", "unexpected frame"),
+                Fault::Lost,
+            )),
         }
     }
 
-    /// Chooses a node of `service` through the registry (cached briefly) and selector.
-    async fn pick(&self, service: &Arc<str>) -> Result<Node, Error> {
+    /// Chooses a node of `service` for `endpoint`: registry (cached), filters, outlier
+    /// ejection, then the selector. `tried` nodes are avoided when others remain.
+    async fn pick(
+        &self,
+        service: &Arc<str>,
+        endpoint: &str,
+        opts: &CallOptions,
+        tried: &[String],
+    ) -> Result<Node, Error> {
         let cached = self.inner.nodes.get(service).map(|e| (e.0, e.1.clone()));
-        let nodes = match cached {
-            Some((at, nodes)) if at.elapsed() < NODE_CACHE_TTL => nodes,
+        let services = match cached {
+            Some((at, services)) if at.elapsed() < NODE_CACHE_TTL => services,
             stale => match self.inner.registry.get_service(service).await {
                 Ok(versions) => {
-                    let nodes: Arc<[Node]> = versions.into_iter().flat_map(|s| s.nodes).collect();
+                    let services: Arc<[registry::Service]> = versions.into();
                     self.inner
                         .nodes
-                        .insert(service.clone(), (Instant::now(), nodes.clone()));
-                    nodes
+                        .insert(service.clone(), (Instant::now(), services.clone()));
+                    services
                 }
                 Err(RegistryError::NotFound(_)) => {
                     return Err(Error::not_found(
@@ -530,25 +560,91 @@ impl Client {
                 }
                 // The registry is unreachable: keep serving what we knew, and say so.
                 Err(e) => match stale {
-                    Some((at, nodes)) => {
+                    Some((at, services)) => {
                         tracing::warn!(
                             %service,
                             "registry unreachable ({e}); using nodes last seen {:?} ago",
                             at.elapsed()
                         );
-                        nodes
+                        services
                     }
                     None => return Err(e.into()),
                 },
             },
         };
-        let index = self.inner.selector.select(service, &nodes).ok_or_else(|| {
+        let serving: Vec<&registry::Service> = services
+            .iter()
+            // Records that list endpoints must list this one (a rolling deploy may add it).
+            .filter(|s| s.endpoints.is_empty() || s.endpoints.iter().any(|e| e.name == endpoint))
+            .collect();
+        if serving.is_empty() {
+            return Err(Error::not_found(
+                "micro.client",
+                format_args!("unknown endpoint {endpoint} on service {service}"),
+            ));
+        }
+        let candidates: Vec<Node> = serving
+            .into_iter()
+            .filter(|s| opts.version.as_deref().is_none_or(|v| s.version == v))
+            .flat_map(|s| s.nodes.iter())
+            .filter(|n| {
+                opts.node_metadata
+                    .iter()
+                    .all(|(k, v)| n.metadata.get(k) == Some(v))
+            })
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            return Err(Error::unavailable(
+                "micro.client",
+                format_args!("service {service} has no node matching the call's filters"),
+            ));
+        }
+        let now = Instant::now();
+        let healthy: Vec<Node> = candidates
+            .iter()
+            .filter(|n| !tried.iter().any(|t| t == node_key(n)))
+            .filter(|n| {
+                self.inner
+                    .ejected
+                    .get(node_key(n))
+                    .is_none_or(|e| e.until <= now)
+            })
+            .cloned()
+            .collect();
+        // Every node ejected or tried: better one more attempt on one of them than none.
+        let pool = if healthy.is_empty() {
+            candidates
+        } else {
+            healthy
+        };
+        let index = self.inner.selector.select(service, &pool).ok_or_else(|| {
             Error::unavailable(
                 "micro.client",
                 format_args!("service {service} has no nodes"),
             )
         })?;
-        Ok(nodes[index].clone())
+        Ok(pool[index].clone())
+    }
+
+    /// Takes a node out of selection after a connection failure or timeout, for longer on
+    /// each repeat.
+    fn eject(&self, service: &str, node: &Node, why: &Error) {
+        let mut entry = self
+            .inner
+            .ejected
+            .entry(node_key(node).to_owned())
+            .or_insert(Ejection {
+                until: Instant::now(),
+                strikes: 0,
+            });
+        entry.strikes += 1;
+        let factor = 1u32 << (entry.strikes - 1).min(10);
+        let backoff = self.inner.ejection.saturating_mul(factor).min(MAX_EJECTION);
+        entry.until = Instant::now() + backoff;
+        tracing::info!(%service, node = %node.address, "ejected for {backoff:?}: {why}");
+        // The registry may know better by now.
+        self.forget(service);
     }
 
     /// Marks the cached nodes of `service` as old, so the next call asks the registry (they
@@ -558,6 +654,88 @@ impl Client {
             entry.0 = Instant::now()
                 .checked_sub(NODE_CACHE_TTL)
                 .unwrap_or(entry.0);
+        }
+    }
+}
+
+/// Ejection is per node id (a restarted process is a new node), or address when unknown.
+fn node_key(node: &Node) -> &str {
+    if node.id.is_empty() {
+        &node.address
+    } else {
+        &node.id
+    }
+}
+
+/// How long a node stays out of selection after its first failure; doubled on each repeat.
+pub const DEFAULT_EJECTION: Duration = Duration::from_secs(10);
+const MAX_EJECTION: Duration = Duration::from_secs(300);
+
+#[derive(Debug)]
+struct Ejection {
+    until: Instant,
+    strikes: u32,
+}
+
+/// What went wrong in an attempt, for retries and ejection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// Never reached the node (refused, or the connection was closing): not run.
+    Refused,
+    /// The node turned it away before queueing it (overloaded): not run.
+    Rejected,
+    /// The connection failed after the request was sent: it may have run.
+    Lost,
+    /// The node answered with an error.
+    Answered,
+}
+
+/// Reports one attempt to the selector and the ejection table exactly once, including when
+/// the call's future is dropped mid-attempt (its deadline passed: a timeout strike).
+struct Attempt<'a> {
+    client: &'a Client,
+    node: &'a Node,
+    service: &'a str,
+    deadline: Option<Instant>,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    fn settle(&mut self, failure: Option<(&Error, Fault)>) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let inner = &self.client.inner;
+        match failure {
+            None | Some((_, Fault::Answered | Fault::Rejected)) => {
+                inner.selector.report(self.service, self.node, Ok(()));
+                inner.ejected.remove(node_key(self.node));
+            }
+            Some((error, Fault::Refused | Fault::Lost)) => {
+                // Out of selection before anyone hears of the failure.
+                self.client.eject(self.service, self.node, error);
+                inner.selector.report(self.service, self.node, Err(error));
+            }
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let timed_out = self.deadline.is_some_and(|d| d <= Instant::now());
+        if timed_out {
+            let error = Error::timeout("micro.client", "no reply before the deadline");
+            self.settle(Some((&error, Fault::Lost)));
+        } else {
+            // Cancelled by the caller: not the node's fault.
+            self.settled = true;
+            self.client
+                .inner
+                .selector
+                .report(self.service, self.node, Ok(()));
         }
     }
 }
@@ -611,12 +789,12 @@ impl std::future::IntoFuture for Publish {
     }
 }
 
-/// Why an attempt failed, and whether it could have reached a handler.
+/// How a connection-level call failed.
 #[derive(Debug)]
 pub(crate) enum Failure {
-    /// Provably not run: safe to send again.
+    /// Provably not sent.
     NotRun(Error),
-    /// May have run, or failed for good.
+    /// Sent, or failed for good.
     Final(Error),
 }
 

@@ -4,6 +4,11 @@
 //! |----------|-------|
 //! | [`Random`] (default) | a node uniformly at random |
 //! | [`RoundRobin`] | nodes in turn, per service |
+//! | [`LeastOutstanding`] | of two random nodes, the one with fewer calls in flight from this client |
+//!
+//! Whatever the selector, the client first leaves out nodes that failed recently (see
+//! [`Client`](crate::Client): outlier ejection) and nodes that do not pass the call's filters
+//! (version, metadata, endpoint).
 //!
 //! ```
 //! use micro::registry::Node;
@@ -28,10 +33,22 @@ pub trait Selector: Send + Sync + fmt::Debug + 'static {
     /// is empty.
     fn select(&self, service: &str, nodes: &[Node]) -> Option<usize>;
 
-    /// Learns the outcome of a call to `node`: `Ok` when it answered (even with an
-    /// application error), `Err` when it could not be reached. The default ignores it.
+    /// Learns the outcome of an attempt on `node` that this selector chose: called exactly
+    /// once per [`select`](Self::select), with `Ok` when the node answered (even with an
+    /// application error) and `Err` when it could not be reached or did not answer. The
+    /// default ignores it.
     fn report(&self, service: &str, node: &Node, outcome: Result<(), &crate::Error>) {
         let _ = (service, node, outcome);
+    }
+}
+
+impl<S: Selector + ?Sized> Selector for std::sync::Arc<S> {
+    fn select(&self, service: &str, nodes: &[Node]) -> Option<usize> {
+        (**self).select(service, nodes)
+    }
+
+    fn report(&self, service: &str, node: &Node, outcome: Result<(), &crate::Error>) {
+        (**self).report(service, node, outcome);
     }
 }
 
@@ -75,7 +92,64 @@ impl Selector for RoundRobin {
     }
 }
 
-/// The selector named `name` (`random` or `roundrobin`).
+/// Least outstanding requests by the power of two choices: picks two nodes at random and
+/// takes the one with fewer calls in flight from this client. A slow or overloaded node
+/// accumulates calls in flight and so gets fewer new ones, without any shared state.
+///
+/// ```
+/// use micro::registry::Node;
+/// use micro::selector::{LeastOutstanding, Selector};
+///
+/// let nodes: Vec<Node> = ["a", "b"].iter().map(|id| Node { address: id.to_string(), ..Default::default() }).collect();
+/// let p2c = LeastOutstanding::default();
+/// let busy = p2c.select("svc", &nodes).unwrap(); // now one call in flight on `busy`
+/// let next = p2c.select("svc", &nodes).unwrap();
+/// assert_ne!(busy, next, "the idle node wins");
+/// p2c.report("svc", &nodes[busy], Ok(()));
+/// ```
+#[derive(Debug, Default)]
+pub struct LeastOutstanding {
+    in_flight: DashMap<String, AtomicUsize>,
+}
+
+impl LeastOutstanding {
+    fn load(&self, node: &Node) -> usize {
+        self.in_flight
+            .get(&node.address)
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+}
+
+impl Selector for LeastOutstanding {
+    fn select(&self, _service: &str, nodes: &[Node]) -> Option<usize> {
+        let pick = match nodes.len() {
+            0 => return None,
+            1 => 0,
+            n => {
+                let a = fastrand::usize(..n);
+                let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+                if self.load(&nodes[b]) < self.load(&nodes[a]) {
+                    b
+                } else {
+                    a
+                }
+            }
+        };
+        self.in_flight
+            .entry(nodes[pick].address.clone())
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+        Some(pick)
+    }
+
+    fn report(&self, _service: &str, node: &Node, _outcome: Result<(), &crate::Error>) {
+        if let Some(n) = self.in_flight.get(&node.address) {
+            let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+        }
+    }
+}
+
+/// The selector named `name` (`random`, `roundrobin` or `leastoutstanding`).
 ///
 /// ```
 /// assert!(micro::selector::by_name("roundrobin").is_some());
@@ -85,6 +159,9 @@ pub fn by_name(name: &str) -> Option<std::sync::Arc<dyn Selector>> {
     match name {
         "random" => Some(std::sync::Arc::new(Random)),
         "roundrobin" | "round_robin" => Some(std::sync::Arc::new(RoundRobin::default())),
+        "leastoutstanding" | "least_outstanding" | "p2c" => {
+            Some(std::sync::Arc::new(LeastOutstanding::default()))
+        }
         _ => None,
     }
 }
