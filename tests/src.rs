@@ -148,8 +148,9 @@ pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> b
 /// A `nats-server` with JetStream on a free loopback port and its own store directory,
 /// stopped (and its directory removed) when dropped.
 pub struct NatsServer {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     dir: std::path::PathBuf,
+    port: u16,
     /// `nats://127.0.0.1:PORT`
     pub url: String,
 }
@@ -163,27 +164,49 @@ impl NatsServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("micro-nats-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        let mut server = NatsServer {
+            child: None,
+            dir,
+            port,
+            url: format!("nats://127.0.0.1:{port}"),
+        };
+        server.restart();
+        server
+    }
+
+    /// Stops the server as a crash would (SIGKILL), keeping its JetStream store.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
         let child = std::process::Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&dir)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("nats-server is not installed: apt-get install -y nats-server");
-        let server = NatsServer {
-            child,
-            dir,
-            url: format!("nats://127.0.0.1:{port}"),
-        };
-        wait_for_port(port);
-        server
+        self.child = Some(child);
+        wait_for_port(self.port);
     }
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

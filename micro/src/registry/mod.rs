@@ -33,12 +33,18 @@
 mod etcd;
 mod local;
 mod memory;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+mod nats;
 
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub use etcd::{EtcdRegistry, PREFIX as ETCD_PREFIX};
 pub use local::LocalRegistry;
 pub use memory::MemoryRegistry;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use nats::{BUCKET as NATS_BUCKET, NatsRegistry};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -317,6 +323,12 @@ pub fn default_registry() -> Arc<dyn Registry> {
 pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Registry> {
     match opts.registry.as_deref() {
         Some("memory") => MEMORY.clone(),
+        #[cfg(feature = "nats")]
+        Some("nats") => Arc::new(NatsRegistry::new(
+            opts.registry_address
+                .as_deref()
+                .unwrap_or("nats://127.0.0.1:4222"),
+        )),
         #[cfg(feature = "etcd")]
         Some("etcd") => Arc::new(EtcdRegistry::new(
             opts.registry_address.as_deref().unwrap_or("127.0.0.1:2379"),
