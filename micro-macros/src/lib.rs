@@ -1,7 +1,9 @@
-//! The `#[micro::service]` attribute of [micro](https://docs.rs/micro).
+//! The `#[micro::service]` and `#[micro::subscribe]` attributes of
+//! [micro](https://docs.rs/micro).
 //!
-//! Depend on `micro`, which re-exports the macro as `micro::service`; this
-//! crate is an implementation detail and moves in lockstep with it.
+//! Depend on `micro`, which re-exports the macros as `micro::service` and
+//! `micro::subscribe`; this crate is an implementation detail and moves in
+//! lockstep with it.
 //!
 //! ```
 //! use micro::prelude::*;
@@ -29,8 +31,26 @@
 
 mod internals;
 mod service;
+mod subscribe;
 
 use proc_macro::TokenStream;
+
+/// What a macro emits: the best expansion it could build, and every error
+/// found on the way.
+struct Expansion {
+    tokens: proc_macro2::TokenStream,
+    result: syn::Result<()>,
+}
+
+impl Expansion {
+    fn into_tokens(self) -> TokenStream {
+        let Expansion { mut tokens, result } = self;
+        if let Err(error) = result {
+            tokens.extend(error.into_compile_error());
+        }
+        tokens.into()
+    }
+}
 
 /// Serves the `pub` methods of an inherent `impl` block as a micro service.
 ///
@@ -50,7 +70,9 @@ use proc_macro::TokenStream;
 ///
 /// Every `pub` method, in any `pub(...)` form, is an endpoint unless it is
 /// marked `#[micro(skip)]`; private methods, constants and types stay ordinary
-/// members of the block. An endpoint has this shape:
+/// members of the block. A method marked
+/// [`#[micro::subscribe(topic = "...")]`](macro@subscribe), `pub` or not,
+/// receives events instead. An endpoint has this shape:
 ///
 /// ```text
 /// pub async fn name(&self or &mut self, [ctx: &micro::Context,] [req: Request]) -> Result<Reply, E>
@@ -70,6 +92,8 @@ use proc_macro::TokenStream;
 ///   which carries the handler's docs, takes its request, and returns a
 ///   `micro::Call` to configure and `.await`. The client has the widest
 ///   visibility of the endpoints: `pub(crate)` handlers keep it in the crate.
+///   Subscribers get no client method, and a block of subscribers only gets
+///   no client.
 ///
 /// # Compile errors
 ///
@@ -83,9 +107,122 @@ use proc_macro::TokenStream;
 /// arguments, and `workers = 0`.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
-    let service::Expansion { mut tokens, result } = service::expand(args.into(), input.into());
-    if let Err(error) = result {
-        tokens.extend(error.into_compile_error());
-    }
-    tokens.into()
+    service::expand(args.into(), input.into()).into_tokens()
+}
+
+/// Receives the events published on a topic, in a service or on its own.
+///
+/// # Arguments
+///
+/// - `topic = "..."`, required: the topic to receive, as publishers name it
+///   in `client.publish(topic, &event)`.
+/// - `queue = "..."`: a queue group. Each event goes to one member of the
+///   group instead of to every subscriber, so that the instances of a service
+///   share the work.
+///
+/// # In a service
+///
+/// On a method of a [`#[micro::service]`](macro@service) block, the method
+/// receives the events in the service's actor, in turn with its calls, so
+/// `&mut self` needs no lock. The service macro reads the attribute by name,
+/// so the short `#[subscribe(...)]` works there too, without an import. The
+/// method has this shape:
+///
+/// ```text
+/// async fn name(&self or &mut self, [ctx: &micro::Context,] event: Event) -> Result<(), E>
+/// ```
+///
+/// `Event` is an owned serde type (`micro::Message`) and `E:
+/// Into<micro::Error>`. `Ok(())` acknowledges the event; an error, a panic or
+/// a timeout leaves it unacknowledged, which the broker reports to the
+/// publisher. The method need not be `pub`, and it gets no method on the
+/// typed client. It is an endpoint all the same, `Type.Method` on the wire,
+/// registered with the metadata `subscriber = true`, `topic` and `queue`.
+///
+/// ```
+/// use micro::prelude::*;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Created { id: String }
+///
+/// #[derive(Default)]
+/// struct Stats { created: u64 }
+///
+/// #[micro::service(name = "stats")]
+/// impl Stats {
+///     #[micro::subscribe(topic = "consignment.created", queue = "stats")]
+///     async fn on_created(&mut self, _event: Created) -> micro::Result<()> {
+///         self.created += 1;
+///         Ok(())
+///     }
+///
+///     /// How many consignments were created.
+///     pub async fn created(&self) -> micro::Result<u64> {
+///         Ok(self.created)
+///     }
+/// }
+/// ```
+///
+/// # On a function
+///
+/// On a free `async fn`, of the same shape without `self`, the attribute
+/// turns the function into a handler of its own: a unit struct of the same
+/// name, which a service serves like any other handler type. Its endpoint is
+/// the function name in CamelCase followed by `.Handle`
+/// (`CountCreated.Handle`), and `count_created::call(event)` still runs the
+/// body directly, as tests like to.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use micro::prelude::*;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Created { id: String }
+///
+/// static CREATED: AtomicU64 = AtomicU64::new(0);
+///
+/// /// Counts the consignments created.
+/// #[micro::subscribe(topic = "consignment.created", queue = "counter")]
+/// async fn count_created(event: Created) -> micro::Result<()> {
+///     let _ = event.id;
+///     CREATED.fetch_add(1, Ordering::Relaxed);
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> micro::Result<()> {
+/// let broker = Arc::new(micro::broker::MemoryBroker::new());
+/// let service = micro::Service::new("counter")
+///     .broker(broker.clone())
+///     .handle(count_created)
+///     .start()
+///     .await?;
+/// let client = micro::Client::builder().broker(broker).build();
+/// client.publish("consignment.created", &Created { id: "c1".into() }).await?;
+/// assert_eq!(CREATED.load(Ordering::Relaxed), 1);
+///
+/// count_created::call(Created { id: "c2".into() }).await?;
+/// assert_eq!(CREATED.load(Ordering::Relaxed), 2);
+/// # service.stop().await;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Compile errors
+///
+/// All mistakes are reported in one build, each on the token at fault: a
+/// missing or empty `topic`, unknown or repeated arguments, values that are
+/// not string literals; a subscriber that is not `async`, is generic, takes
+/// no event or more than one, returns anything but `Result<(), E>`, or has an
+/// event type that is not serde; the attribute on something other than a
+/// function, on a method outside a `#[micro::service]` block, or next to
+/// `#[micro(skip)]`. One mistake the macro cannot name: on an associated
+/// function without `self` in a plain impl block, which it cannot tell from a
+/// free function, rustc reports that a struct is not supported in impls; move
+/// the function out of the block, or put the block under `#[micro::service]`
+/// and give the function `&self`.
+#[proc_macro_attribute]
+pub fn subscribe(args: TokenStream, input: TokenStream) -> TokenStream {
+    subscribe::expand(args.into(), input.into()).into_tokens()
 }

@@ -6,15 +6,9 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Ident, Item, Visibility};
 
-use crate::internals::ast::{self, Endpoint, Service};
+use crate::Expansion;
+use crate::internals::ast::{self, Endpoint, Role, Service};
 use crate::internals::{Ctxt, attr, check};
-
-/// What the macro emits: the best expansion it could build, and every error
-/// found on the way.
-pub(crate) struct Expansion {
-    pub(crate) tokens: TokenStream,
-    pub(crate) result: syn::Result<()>,
-}
 
 /// Always hands the user's impl block back, so that an error in one handler
 /// does not also make every use of the type fail to resolve; the generated
@@ -65,22 +59,26 @@ impl<'a> ServiceGenerator<'a> {
                 .unwrap_or_else(|| type_name.to_lowercase()),
             type_name,
             client: format_ident!("{}Client", service.ident.unraw()),
-            client_vis: client_visibility(&service.endpoints),
+            client_vis: client_visibility(service.calls()),
         }
     }
 
     fn generate(&self) -> TokenStream {
         let cfgs = &self.service.cfgs;
-        let items = [
-            self.handler_impl(),
-            self.asserts(),
-            self.client_struct(),
-            self.client_methods(),
-        ];
+        let mut items = vec![self.handler_impl(), self.asserts()];
+        if self.has_client() {
+            items.extend([self.client_struct(), self.client_methods()]);
+        }
         items
             .into_iter()
             .map(|item| quote!(#(#cfgs)* #item))
             .collect()
+    }
+
+    /// A block of subscribers only has nothing to call: a client without
+    /// methods would only be dead code in the user's crate.
+    fn has_client(&self) -> bool {
+        self.service.declares_calls || !self.service.declares_subscribers
     }
 
     fn handler_impl(&self) -> TokenStream {
@@ -92,7 +90,12 @@ impl<'a> ServiceGenerator<'a> {
             .endpoints
             .iter()
             .enumerate()
-            .map(|(index, endpoint)| dispatch_arm(index, endpoint));
+            .map(|(index, endpoint)| {
+                let method = endpoint.ident;
+                let path = quote_spanned!(method.span()=> Self::#method);
+                let receiver = quote_spanned!(method.span()=> self);
+                dispatch_arm(index, endpoint, path, Some(receiver))
+            });
         let replicate = if self.service.attrs.workers > 1 {
             quote!(::core::option::Option::Some(::core::clone::Clone::clone(
                 self
@@ -148,17 +151,7 @@ impl<'a> ServiceGenerator<'a> {
         if self.service.attrs.workers > 1 {
             bounds.push(quote!(Self: ::core::clone::Clone));
         }
-        for endpoint in &self.service.endpoints {
-            if let Some(request) = &endpoint.request {
-                let ty = request.ty;
-                bounds.push(quote!(#ty: ::micro::Message));
-            }
-            let response = endpoint.response;
-            bounds.push(quote!(#response: ::micro::Message));
-            if let Some(error) = endpoint.error {
-                bounds.push(quote!(#error: ::core::convert::Into<::micro::Error>));
-            }
-        }
+        bounds.extend(self.service.endpoints.iter().flat_map(endpoint_bounds));
         bounds
     }
 
@@ -169,25 +162,7 @@ impl<'a> ServiceGenerator<'a> {
         let version = attrs.version.as_deref().unwrap_or("latest");
         let workers = attrs.workers;
         let mailbox = attrs.mailbox;
-        let endpoints = self.service.endpoints.iter().map(|endpoint| {
-            let name = &endpoint.wire_name;
-            let method = endpoint.ident.unraw().to_string();
-            let request = endpoint
-                .request
-                .as_ref()
-                .map_or_else(|| "()".to_owned(), |request| ast::type_string(request.ty));
-            let response = ast::type_string(endpoint.response);
-            quote! {
-                ::micro::__private::EndpointDef {
-                    name: #name,
-                    method: #method,
-                    request: #request,
-                    response: #response,
-                    topic: "",
-                    queue: "",
-                }
-            }
-        });
+        let endpoints = self.service.endpoints.iter().map(endpoint_def);
         quote! {
             ::micro::__private::HandlerDef {
                 type_name: #type_name,
@@ -200,16 +175,13 @@ impl<'a> ServiceGenerator<'a> {
         }
     }
 
-    /// Proves the service type, the error types and `Clone` where the user
-    /// will look for them. Requests and replies need nothing here: the client
-    /// methods name them in `Client::call::<Req, Resp>`, whose bounds report
-    /// them on their own tokens.
+    /// Proves the service type, the error types, subscribers' events and
+    /// `Clone` where the user will look for them. Requests and replies need
+    /// nothing here: the client methods name them in `Client::call::<Req,
+    /// Resp>`, whose bounds report them on their own tokens.
     fn asserts(&self) -> TokenStream {
         let self_ty = self.service.self_ty;
-        let errors = self.service.endpoints.iter().filter_map(|endpoint| {
-            let ty = endpoint.error?;
-            Some(quote_spanned!(ty.span()=> ::micro::__private::assert_error::<#ty>();))
-        });
+        let types = self.service.endpoints.iter().map(type_asserts);
         let attrs = &self.service.attrs;
         let clone = attrs
             .workers_span
@@ -223,7 +195,7 @@ impl<'a> ServiceGenerator<'a> {
                 // The actor moves the value to its task.
                 fn service_must_be_send<T: ::core::marker::Send>() {}
                 service_must_be_send::<#self_ty>();
-                #(#errors)*
+                #(#types)*
                 #clone
             };
         }
@@ -251,7 +223,7 @@ impl<'a> ServiceGenerator<'a> {
     fn client_methods(&self) -> TokenStream {
         let (client, vis, service) = (&self.client, &self.client_vis, &self.service_name);
         let new_doc = format!("A client for the `{service}` service, calling through `client`.");
-        let methods = self.service.endpoints.iter().map(client_method);
+        let methods = self.service.calls().map(client_method);
         quote! {
             impl #client {
                 #[doc = #new_doc]
@@ -281,9 +253,69 @@ impl<'a> ServiceGenerator<'a> {
     }
 }
 
-fn dispatch_arm(index: usize, endpoint: &Endpoint<'_>) -> TokenStream {
+impl<'a> Service<'a> {
+    /// The endpoints the client calls: every one but the subscribers.
+    fn calls(&self) -> impl Iterator<Item = &Endpoint<'a>> {
+        self.endpoints
+            .iter()
+            .filter(|endpoint| endpoint.role == Role::Call)
+    }
+}
+
+/// One entry of the routing table.
+pub(crate) fn endpoint_def(endpoint: &Endpoint<'_>) -> TokenStream {
+    let name = &endpoint.wire_name;
+    let method = endpoint.ident.unraw().to_string();
+    let request = endpoint.request_string();
+    let response = ast::type_string(endpoint.response);
+    let (topic, queue) = endpoint
+        .subscription
+        .as_ref()
+        .map_or(("", ""), |subscribe| {
+            (&*subscribe.topic, subscribe.queue.as_deref().unwrap_or(""))
+        });
+    quote! {
+        ::micro::__private::EndpointDef {
+            name: #name,
+            method: #method,
+            request: #request,
+            response: #response,
+            topic: #topic,
+            queue: #queue,
+        }
+    }
+}
+
+/// The assertions an endpoint's types need beyond the client's: its error
+/// converts into `micro::Error`, and a subscriber's event, which no client
+/// method names, is a `Message`. Each is spanned on its type.
+pub(crate) fn type_asserts(endpoint: &Endpoint<'_>) -> TokenStream {
+    let error = endpoint
+        .error
+        .map(|ty| quote_spanned!(ty.span()=> ::micro::__private::assert_error::<#ty>();));
+    let event = endpoint
+        .request
+        .as_ref()
+        .filter(|_| endpoint.role.is_subscriber())
+        .map(|request| {
+            let ty = request.ty;
+            quote_spanned!(ty.span()=> ::micro::__private::assert_request::<#ty>();)
+        });
+    quote!(#error #event)
+}
+
+/// The dispatch arm for endpoint number `index`: decode the request, pass it
+/// to the function at `path` (after `receiver`, if any, and the context, if
+/// it takes one), and turn the result into a reply.
+pub(crate) fn dispatch_arm(
+    index: usize,
+    endpoint: &Endpoint<'_>,
+    path: TokenStream,
+    receiver: Option<TokenStream>,
+) -> TokenStream {
     let index = Literal::usize_unsuffixed(index);
     let method = endpoint.ident;
+    let receiver = receiver.map(|receiver| quote!(#receiver,));
     let ctx = endpoint.takes_ctx.then(|| quote!(ctx,));
     let def = quote!(&<Self as ::micro::__private::Handler>::DEF.endpoints[#index]);
     let (decode, req) = match &endpoint.request {
@@ -304,20 +336,38 @@ fn dispatch_arm(index: usize, endpoint: &Endpoint<'_>) -> TokenStream {
     let future = quote_spanned! {method.span()=>
         ::std::boxed::Box::pin(async move {
             #decode
-            #reply(Self::#method(self, #ctx #req).await)
+            #reply(#path(#receiver #ctx #req).await)
         })
     };
     quote!(#index => #future,)
 }
 
+/// What the handler impl relies on from one endpoint's types; see
+/// `ServiceGenerator::handler_bounds`.
+pub(crate) fn endpoint_bounds(endpoint: &Endpoint<'_>) -> Vec<TokenStream> {
+    let mut bounds = Vec::new();
+    if let Some(request) = &endpoint.request {
+        let ty = request.ty;
+        bounds.push(quote!(#ty: ::micro::Message));
+    }
+    let response = endpoint.response;
+    bounds.push(quote!(#response: ::micro::Message));
+    if let Some(error) = endpoint.error {
+        bounds.push(quote!(#error: ::core::convert::Into<::micro::Error>));
+    }
+    bounds
+}
+
 fn client_method(endpoint: &Endpoint<'_>) -> TokenStream {
-    let method = &endpoint.method;
-    let (ident, vis, wire_name) = (endpoint.ident, &method.vis, &endpoint.wire_name);
-    let docs = method
+    let (ident, vis, wire_name) = (endpoint.ident, endpoint.vis, &endpoint.wire_name);
+    let docs = endpoint
         .attrs
         .iter()
         .filter(|attr| attr.path().is_ident("doc") || attr.path().is_ident("deprecated"));
-    let has_docs = method.attrs.iter().any(|attr| attr.path().is_ident("doc"));
+    let has_docs = endpoint
+        .attrs
+        .iter()
+        .any(|attr| attr.path().is_ident("doc"));
     let separator = has_docs.then(|| quote!(#[doc = ""]));
     let calls = format!("Calls `{wire_name}`.");
     let response = endpoint.response;
@@ -350,8 +400,8 @@ fn client_method(endpoint: &Endpoint<'_>) -> TokenStream {
 /// The widest visibility among the endpoints: `pub` handlers make a `pub`
 /// client, `pub(crate)` ones keep it inside the crate. The macro sees only the
 /// impl block, not the self type's own visibility.
-fn client_visibility(endpoints: &[Endpoint<'_>]) -> TokenStream {
-    let mut visibilities = endpoints.iter().map(|endpoint| &endpoint.method.vis);
+fn client_visibility<'a>(endpoints: impl Iterator<Item = &'a Endpoint<'a>>) -> TokenStream {
+    let mut visibilities = endpoints.map(|endpoint| endpoint.vis);
     let Some(first) = visibilities.next() else {
         return quote!(pub(crate));
     };

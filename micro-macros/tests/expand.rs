@@ -1,5 +1,6 @@
-//! What `#[micro::service]` generates, checked through the items themselves:
-//! the routing table in `Handler::DEF` and the typed client's signatures.
+//! What `#[micro::service]` and `#[micro::subscribe]` generate, checked
+//! through the items themselves: the routing table in `Handler::DEF` and the
+//! typed client's signatures.
 
 use micro::prelude::*;
 use micro::{Call, Handler};
@@ -79,6 +80,70 @@ impl Defaults {
     pub(crate) async fn ping(&self) -> micro::Result<()> {
         Ok(())
     }
+}
+
+/// An event.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Created {
+    /// The consignment created.
+    pub id: String,
+}
+
+/// Calls and subscribers in one block.
+#[derive(Debug, Default)]
+pub struct Audit {
+    created: u64,
+}
+
+#[micro::service(name = "audit")]
+impl Audit {
+    /// Counts created consignments; private, as subscribers may be.
+    #[micro::subscribe(topic = "consignment.created", queue = "audit")]
+    async fn on_created(&mut self, ctx: &Context, event: Created) -> micro::Result<()> {
+        let _ = (ctx, event.id);
+        self.created += 1;
+        Ok(())
+    }
+
+    /// A `pub` subscriber, in the short spelling, still gets no client method.
+    #[subscribe(topic = "consignment.deleted")]
+    pub async fn on_deleted(&self, id: String) -> Result<(), micro::Error> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// How many consignments were created.
+    pub async fn created(&self) -> micro::Result<u64> {
+        Ok(self.created)
+    }
+}
+
+/// Subscribers only: no client is generated (see the UI case
+/// `subscribe_only_block_has_no_client`).
+struct Sink;
+
+#[micro::service]
+impl Sink {
+    #[micro::subscribe(topic = "sink")]
+    async fn drain(&self, _: u64) -> micro::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counts created consignments, standalone.
+#[micro::subscribe(topic = "consignment.created", queue = "counter")]
+pub async fn count_created(event: Created) -> micro::Result<()> {
+    let _ = event.id;
+    Ok(())
+}
+
+#[micro::subscribe(topic = "consignment.deleted")]
+async fn log_deleted(ctx: &Context, id: String) -> Result<(), micro::Error> {
+    let _ = ctx;
+    if id.is_empty() {
+        return Err(micro::Error::bad_request("log", "no id"));
+    }
+    Ok(())
 }
 
 #[test]
@@ -170,4 +235,92 @@ fn client_calls_the_service_name_from_the_attribute() {
     assert!(format!("{client:?}").contains("greeter"));
     let other = GreeterClient::with_service(micro::Client::new(), "greeter.canary");
     assert!(format!("{other:?}").contains("greeter.canary"));
+}
+
+#[test]
+fn subscribers_are_endpoints_with_a_topic_and_calls_have_none() {
+    let described: Vec<_> = Audit::DEF
+        .endpoints
+        .iter()
+        .map(|e| (e.name, e.method, e.request, e.response, e.topic, e.queue))
+        .collect();
+    assert_eq!(
+        described,
+        [
+            (
+                "Audit.OnCreated",
+                "on_created",
+                "Created",
+                "()",
+                "consignment.created",
+                "audit"
+            ),
+            (
+                "Audit.OnDeleted",
+                "on_deleted",
+                "String",
+                "()",
+                "consignment.deleted",
+                ""
+            ),
+            ("Audit.Created", "created", "()", "u64", "", ""),
+        ]
+    );
+    assert!(Greeter::DEF.endpoints.iter().all(|e| e.topic.is_empty()));
+    assert_eq!(Sink::DEF.endpoints[0].topic, "sink");
+}
+
+#[test]
+fn client_has_no_method_for_subscribers() {
+    // `on_created` and `on_deleted` would fail to compile here: the UI case
+    // `subscribe_not_on_client` pins that.
+    let _: fn(&AuditClient) -> Call<(), u64> = AuditClient::created;
+}
+
+#[test]
+fn a_free_subscriber_is_a_handler_named_after_the_function() {
+    let def = count_created::DEF;
+    assert_eq!(
+        (
+            def.type_name,
+            def.service,
+            def.version,
+            def.workers,
+            def.mailbox
+        ),
+        ("CountCreated", "", "latest", 1, 0)
+    );
+    let described: Vec<_> = def
+        .endpoints
+        .iter()
+        .map(|e| (e.name, e.method, e.request, e.response, e.topic, e.queue))
+        .collect();
+    assert_eq!(
+        described,
+        [(
+            "CountCreated.Handle",
+            "count_created",
+            "Created",
+            "()",
+            "consignment.created",
+            "counter"
+        )]
+    );
+    let def = log_deleted::DEF;
+    assert_eq!(def.endpoints[0].name, "LogDeleted.Handle");
+    assert_eq!(
+        (def.endpoints[0].topic, def.endpoints[0].queue),
+        ("consignment.deleted", "")
+    );
+    assert!(count_created.replicate().is_none());
+    assert_eq!(format!("{count_created:?}"), "count_created");
+}
+
+#[tokio::test]
+async fn a_free_subscriber_keeps_its_body_callable() {
+    count_created::call(Created { id: "c1".into() })
+        .await
+        .unwrap();
+    // A context comes from the runtime only; the function is there all the same.
+    let _ = log_deleted::call;
 }

@@ -33,6 +33,29 @@ mod no_prelude {
         pub(crate) async fn pings(&self) -> ::core::result::Result<u64, ::micro::Error> {
             ::core::result::Result::Ok(self.pings)
         }
+
+        /// A ping by event counts too.
+        #[::micro::subscribe(topic = "hygiene.pings", queue = "pinger")]
+        async fn on_ping(
+            &mut self,
+            ctx: &::micro::Context,
+            ping: Ping,
+        ) -> ::core::result::Result<(), ::micro::Error> {
+            let _ = (ctx, ping.seq);
+            self.pings += 1;
+            ::core::result::Result::Ok(())
+        }
+    }
+
+    pub(crate) static HEARD: ::std::sync::atomic::AtomicU64 =
+        ::std::sync::atomic::AtomicU64::new(0);
+
+    /// A free subscriber without the prelude.
+    #[::micro::subscribe(topic = "hygiene.pings")]
+    pub(crate) async fn hear(ctx: &::micro::Context, ping: Ping) -> ::micro::Result<()> {
+        let _ = ctx;
+        HEARD.fetch_add(ping.seq, ::std::sync::atomic::Ordering::SeqCst);
+        ::core::result::Result::Ok(())
     }
 }
 
@@ -56,6 +79,13 @@ mod shadowed {
     pub(crate) struct Context;
     pub(crate) struct str;
     pub(crate) struct usize;
+    pub(crate) struct Copy;
+    pub(crate) struct Debug;
+    pub(crate) struct Default;
+    pub(crate) struct Payload;
+    pub(crate) struct HandlerDef;
+    pub(crate) struct EndpointDef;
+    pub(crate) struct Message;
     pub(crate) mod core {}
     pub(crate) mod std {}
     pub(crate) mod micro {}
@@ -71,6 +101,13 @@ mod shadowed {
         pub(crate) async fn shout(&self, word: Word) -> ::micro::Result<Word> {
             ::core::result::Result::Ok(Word(word.0.to_uppercase()))
         }
+    }
+
+    /// A free subscriber beside the shadows.
+    #[::micro::subscribe(topic = "hygiene.words")]
+    pub(crate) async fn hear_word(word: Word) -> ::micro::Result<()> {
+        let _ = word;
+        ::core::result::Result::Ok(())
     }
 }
 
@@ -94,5 +131,30 @@ async fn generated_code_works_without_prelude_and_beside_shadows() -> micro::Res
     let loud = client.shout(shadowed::Word("hey".into())).await?;
     assert_eq!(loud.0, "HEY");
     shouter.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn subscribers_work_without_prelude_and_beside_shadows() -> micro::Result<()> {
+    use std::sync::atomic::Ordering;
+
+    let broker: std::sync::Arc<dyn micro::broker::Broker> =
+        std::sync::Arc::new(micro::broker::MemoryBroker::new());
+    let service = micro::Service::new("hygiene.listener")
+        .broker(broker.clone())
+        .handle(no_prelude::Pinger::default())
+        .handle(no_prelude::hear)
+        .handle(shadowed::hear_word)
+        .start()
+        .await?;
+    let client = micro::Client::builder().broker(broker).build();
+    client
+        .publish("hygiene.pings", &no_prelude::Ping { seq: 5 })
+        .await?;
+    client
+        .publish("hygiene.words", &shadowed::Word("hi".into()))
+        .await?;
+    assert_eq!(no_prelude::HEARD.load(Ordering::SeqCst), 5);
+    service.stop().await;
     Ok(())
 }

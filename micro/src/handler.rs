@@ -21,7 +21,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// takes(Ping { seq: 1 });
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot travel as a micro request or reply",
+    message = "`{Self}` cannot travel as a micro request, reply or event",
     label = "needs `serde::Serialize + serde::Deserialize`, `Send` and `'static`",
     note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to the type, or use a type that has them"
 )]

@@ -109,11 +109,59 @@ pub use service::{
 /// }
 /// // Generated: `GreeterClient`, with `say_hello(&self, String) -> Call<String, String>`.
 /// ```
-///
-/// Arguments: `name = "..."` (service name the client calls; default: the type name in lower
-/// case), `version = "..."`, `workers = N` (N actors over one mailbox, each with a clone of
-/// the value: the type must be `Clone`), `mailbox = N` (mailbox capacity).
 pub use micro_macros::service;
+
+/// Receives the events published on a topic: a method of a [`service`] block, or a free
+/// `async fn`.
+///
+/// See the [`broker`] module for what delivery guarantees; in short, a subscriber method runs
+/// in the service's actor like its calls, so `&mut self` needs no lock, and `Ok(())`
+/// acknowledges the event to the publisher:
+///
+/// ```
+/// use std::sync::Arc;
+/// use micro::broker::MemoryBroker;
+/// use micro::prelude::*;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Created { id: String, weight: u32 }
+///
+/// #[derive(Default)]
+/// struct Tally { weight: u64 }
+///
+/// #[micro::service(name = "tally")]
+/// impl Tally {
+///     /// Receives every `consignment.created` event, one at a time.
+///     #[micro::subscribe(topic = "consignment.created")]
+///     async fn on_created(&mut self, event: Created) -> micro::Result<()> {
+///         self.weight += u64::from(event.weight);
+///         Ok(())
+///     }
+///
+///     /// The total weight created so far.
+///     pub async fn weight(&self) -> micro::Result<u64> {
+///         Ok(self.weight)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> micro::Result<()> {
+/// let broker = Arc::new(MemoryBroker::new());
+/// let service = micro::Service::new("tally")
+///     .broker(broker.clone())
+///     .handle(Tally::default())
+///     .start()
+///     .await?;
+///
+/// let client = micro::Client::builder().broker(broker).build();
+/// client.publish("consignment.created", &Created { id: "c1".into(), weight: 550 }).await?;
+/// client.publish("consignment.created", &Created { id: "c2".into(), weight: 450 }).await?;
+/// assert_eq!(TallyClient::new(service.client()).weight().await?, 1000);
+/// # service.stop().await;
+/// # Ok(())
+/// # }
+/// ```
+pub use micro_macros::subscribe;
 
 /// What most services need: `use micro::prelude::*;`.
 ///

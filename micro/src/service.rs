@@ -806,7 +806,11 @@ impl crate::broker::EventHandler for RouteHandler {
                 payload: crate::Payload::encoded(content_type, msg.body),
             };
             match tokio::time::timeout(timeout, router.call_local(request)).await {
-                Ok(result) => result.map(drop),
+                // Name the subscriber: the publisher only knows its broker-level target.
+                Ok(result) => result.map(drop).map_err(|mut e| {
+                    e.detail = format!("{endpoint}: {}", e.detail);
+                    e
+                }),
                 Err(_) => Err(Error::timeout(
                     &*router.service,
                     format_args!("{endpoint} did not finish within {timeout:?}"),

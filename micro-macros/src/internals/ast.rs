@@ -1,5 +1,6 @@
 //! The service as the macro understands it: the impl block's self type and
-//! the handler methods, each already in the shape the contract requires.
+//! the handler methods, each already in the shape the contract requires; and
+//! a free subscriber function, read the same way.
 //!
 //! Anything that does not have that shape is reported here, on its own token,
 //! and left out of the service so that generation only sees handlers it can
@@ -9,8 +10,8 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::{
-    Attribute, FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, Item, ItemImpl, PatType,
-    PathArguments, ReturnType, Type, Visibility,
+    Attribute, FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl,
+    PatType, PathArguments, ReturnType, Signature, Type, Visibility,
 };
 
 use super::{Ctxt, attr};
@@ -19,6 +20,66 @@ use super::{Ctxt, attr};
 /// meant to be an endpoint.
 pub(crate) const KEEP_OUT: &str =
     "make it private or mark it `#[micro(skip)]` to keep it out of the service";
+
+/// What a handler is for, which decides its shape and how errors about it
+/// read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A `pub` method of a service block, called through the client.
+    Call,
+    /// A `#[micro::subscribe]` method of a service block.
+    Subscriber,
+    /// A free `async fn` with `#[micro::subscribe]`, its own handler.
+    FreeSubscriber,
+}
+
+impl Role {
+    /// What errors call the handler.
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            Role::Call => "endpoint",
+            Role::Subscriber | Role::FreeSubscriber => "subscriber",
+        }
+    }
+
+    /// What its one argument carries.
+    pub(crate) fn input(self) -> &'static str {
+        match self {
+            Role::Call => "request",
+            Role::Subscriber | Role::FreeSubscriber => "event",
+        }
+    }
+
+    pub(crate) fn is_subscriber(self) -> bool {
+        self != Role::Call
+    }
+
+    /// `, or <the way out>` after a fix: a `pub` method may not have been
+    /// meant as an endpoint, while a subscriber was marked on purpose.
+    pub(crate) fn or_keep_out(self) -> String {
+        match self {
+            Role::Call => format!(", or {KEEP_OUT}"),
+            Role::Subscriber | Role::FreeSubscriber => String::new(),
+        }
+    }
+
+    /// `; <the way out>` after a reason.
+    pub(crate) fn then_keep_out(self) -> String {
+        match self {
+            Role::Call => format!("; {KEEP_OUT}"),
+            Role::Subscriber | Role::FreeSubscriber => String::new(),
+        }
+    }
+
+    /// The parameter list of a complete handler, for messages.
+    fn example(self) -> &'static str {
+        match self {
+            Role::Call => "(&self, ctx: &micro::Context, req: Request)",
+            Role::Subscriber => "(&self, ctx: &micro::Context, event: Event)",
+            Role::FreeSubscriber => "(ctx: &micro::Context, event: Event)",
+        }
+    }
+}
 
 /// An impl block that can be served.
 pub(crate) struct Service<'a> {
@@ -30,11 +91,17 @@ pub(crate) struct Service<'a> {
     pub(crate) ident: &'a Ident,
     pub(crate) attrs: attr::Service,
     pub(crate) endpoints: Vec<Endpoint<'a>>,
+    /// Whether the block declares any call endpoint, well-formed or not: a
+    /// block of subscribers only has nothing to call, so it gets no client.
+    pub(crate) declares_calls: bool,
+    pub(crate) declares_subscribers: bool,
 }
 
 /// A handler method in the shape of an endpoint.
 pub(crate) struct Endpoint<'a> {
-    pub(crate) method: &'a ImplItemFn,
+    pub(crate) role: Role,
+    pub(crate) vis: &'a Visibility,
+    pub(crate) attrs: &'a [Attribute],
     pub(crate) ident: &'a Ident,
     /// `Greeter.SayHello`.
     pub(crate) wire_name: String,
@@ -46,6 +113,8 @@ pub(crate) struct Endpoint<'a> {
     pub(crate) error: Option<&'a Type>,
     /// The whole return type, where a bad error type is reported.
     pub(crate) output: &'a Type,
+    /// Where a subscriber's events come from; `None` for a call.
+    pub(crate) subscription: Option<attr::Subscribe>,
 }
 
 /// The request parameter of a handler.
@@ -61,6 +130,15 @@ impl Request<'_> {
     /// treats both alike: its method takes no argument.
     pub(crate) fn is_unit(&self) -> bool {
         matches!(self.ty, Type::Tuple(tuple) if tuple.elems.is_empty())
+    }
+}
+
+impl Endpoint<'_> {
+    /// The request's type as the routing table records it: `()` when none.
+    pub(crate) fn request_string(&self) -> String {
+        self.request
+            .as_ref()
+            .map_or_else(|| "()".to_owned(), |request| type_string(request.ty))
     }
 }
 
@@ -85,10 +163,14 @@ impl<'a> Service<'a> {
         let ident = self_type_name(cx, item);
         let type_name = ident.map_or_else(String::new, |ident| ident.unraw().to_string());
         let mut endpoints = Vec::new();
+        let (mut declares_calls, mut declares_subscribers) = (false, false);
         for member in &item.items {
             match member {
                 ImplItem::Fn(method) => {
-                    endpoints.extend(Endpoint::from_ast(cx, &type_name, method))
+                    let (role, endpoint) = Endpoint::from_ast(cx, &type_name, method);
+                    declares_calls |= role == Some(Role::Call);
+                    declares_subscribers |= role == Some(Role::Subscriber);
+                    endpoints.extend(endpoint);
                 }
                 ImplItem::Const(c) => attr::reject_on_non_method(cx, &c.attrs),
                 ImplItem::Type(t) => attr::reject_on_non_method(cx, &t.attrs),
@@ -106,6 +188,8 @@ impl<'a> Service<'a> {
             ident: ident?,
             attrs,
             endpoints,
+            declares_calls,
+            declares_subscribers,
         })
     }
 }
@@ -160,7 +244,7 @@ fn self_type_name<'a>(cx: &Ctxt, item: &'a ItemImpl) -> Option<&'a Ident> {
 
 /// The tokens that name an item, so that an error does not underline a whole
 /// body, and the name of a type that could have the impl block.
-fn item_head(item: &Item) -> (TokenStream, Option<&Ident>) {
+pub(crate) fn item_head(item: &Item) -> (TokenStream, Option<&Ident>) {
     fn head(keyword: impl ToTokens, name: &Ident) -> TokenStream {
         quote!(#keyword #name)
     }
@@ -171,39 +255,166 @@ fn item_head(item: &Item) -> (TokenStream, Option<&Ident>) {
         Item::Trait(t) => (head(t.trait_token, &t.ident), None),
         Item::Mod(m) => (head(m.mod_token, &m.ident), None),
         Item::Fn(f) => (head(f.sig.fn_token, &f.sig.ident), None),
+        Item::Impl(i) => {
+            let (impl_token, self_ty) = (i.impl_token, &i.self_ty);
+            (quote!(#impl_token #self_ty), None)
+        }
         item => (item.to_token_stream(), None),
     }
 }
 
 impl<'a> Endpoint<'a> {
-    /// `None` for methods that are not endpoints (private or skipped) and for
-    /// endpoints without the handler shape, after reporting every reason.
-    fn from_ast(cx: &Ctxt, type_name: &str, method: &'a ImplItemFn) -> Option<Self> {
+    /// The method's role, `None` for methods that are not endpoints (private
+    /// or skipped), and the endpoint, `None` also when it does not have the
+    /// handler shape, after reporting every reason.
+    fn from_ast(
+        cx: &Ctxt,
+        type_name: &str,
+        method: &'a ImplItemFn,
+    ) -> (Option<Role>, Option<Self>) {
         let attrs = attr::Method::from_attrs(cx, &method.attrs);
-        if matches!(method.vis, Visibility::Inherited) || attrs.skip {
-            return None;
-        }
-        let sig = &method.sig;
+        let (role, skip_ok) = match (&attrs.subscribe, attrs.skip) {
+            (Some(_), Some(skip)) => {
+                cx.error_spanned_by(
+                    skip,
+                    format_args!(
+                        "subscriber `{}` is marked `#[micro(skip)]`; remove `#[micro(skip)]` to \
+                         receive events, or remove `#[micro::subscribe]` to keep it out of the \
+                         service",
+                        method.sig.ident,
+                    ),
+                );
+                (Role::Subscriber, false)
+            }
+            (Some(_), None) => (Role::Subscriber, true),
+            (None, Some(_)) => return (None, None),
+            (None, None) if matches!(method.vis, Visibility::Inherited) => return (None, None),
+            (None, None) => (Role::Call, true),
+        };
+        let name = camel_case(&method.sig.ident);
+        let endpoint = Shape::read(cx, role, &method.sig, &method.attrs).map(|shape| Endpoint {
+            role,
+            vis: &method.vis,
+            attrs: &method.attrs,
+            ident: &method.sig.ident,
+            wire_name: format!("{type_name}.{name}"),
+            takes_ctx: shape.takes_ctx,
+            request: shape.request,
+            response: shape.response,
+            error: shape.error,
+            output: shape.output,
+            subscription: attrs.subscribe,
+        });
+        (Some(role), endpoint.filter(|_| skip_ok))
+    }
+}
+
+/// A free function with `#[micro::subscribe]`, which becomes a handler of its
+/// own: a unit struct of the same name.
+pub(crate) struct Subscriber<'a> {
+    pub(crate) item: &'a ItemFn,
+    /// `CountCreated` for `count_created`: the handler's type name on the
+    /// wire and in the registry.
+    pub(crate) type_name: String,
+    pub(crate) endpoint: Endpoint<'a>,
+}
+
+impl<'a> Subscriber<'a> {
+    /// The wire name of the one endpoint is `{TypeName}.Handle`.
+    pub(crate) const METHOD: &'static str = "Handle";
+
+    /// `None` when the function does not have the subscriber shape, after
+    /// reporting every reason.
+    pub(crate) fn from_ast(
+        cx: &Ctxt,
+        item: &'a ItemFn,
+        subscription: attr::Subscribe,
+    ) -> Option<Self> {
+        let type_name = camel_case(&item.sig.ident);
+        let shape = Shape::read(cx, Role::FreeSubscriber, &item.sig, &item.attrs)?;
+        Some(Subscriber {
+            item,
+            endpoint: Endpoint {
+                role: Role::FreeSubscriber,
+                vis: &item.vis,
+                attrs: &item.attrs,
+                ident: &item.sig.ident,
+                wire_name: format!("{type_name}.{}", Self::METHOD),
+                takes_ctx: shape.takes_ctx,
+                request: shape.request,
+                response: shape.response,
+                error: shape.error,
+                output: shape.output,
+                subscription: Some(subscription),
+            },
+            type_name,
+        })
+    }
+}
+
+/// The function under `#[micro::subscribe]`, or `None` after reporting why
+/// the item cannot be a free subscriber.
+pub(crate) fn free_function(cx: &Ctxt, item: Item) -> Option<ItemFn> {
+    let Item::Fn(function) = item else {
+        let (head, _) = item_head(&item);
+        cx.error_spanned_by(
+            head,
+            format_args!(
+                "`#[micro::subscribe]` goes on an `async fn` that receives one event, or on a \
+                 method in a `#[micro::service]` impl block: `{} async fn on_created(event: \
+                 Created) -> micro::Result<()> {{ … }}`",
+                attr::SUBSCRIBE_EXAMPLE,
+            ),
+        );
+        return None;
+    };
+    // Inside a service block the service macro strips the attribute before it
+    // could expand, so a method here sits in some other impl block.
+    if let Some(receiver) = function.sig.receiver() {
+        cx.error_spanned_by(
+            receiver,
+            format_args!(
+                "`#[micro::subscribe]` on a method needs `#[micro::service]` on its impl block, \
+                 which routes events to the service value: `#[micro::service] impl … {{ … }}`; \
+                 or drop `self` to make `{}` a free subscriber, outside the impl block",
+                function.sig.ident,
+            ),
+        );
+        return None;
+    }
+    Some(function)
+}
+
+/// A handler's signature, taken apart.
+struct Shape<'a> {
+    takes_ctx: bool,
+    request: Option<Request<'a>>,
+    response: &'a Type,
+    error: Option<&'a Type>,
+    output: &'a Type,
+}
+
+impl<'a> Shape<'a> {
+    fn read(cx: &Ctxt, role: Role, sig: &'a Signature, attrs: &[Attribute]) -> Option<Self> {
         // Each check runs even after another failed, so that one build shows
         // everything wrong with the method.
         let checks = [
-            not_cfg_gated(cx, method),
-            is_async(cx, sig),
-            plain_fn(cx, sig),
-            not_generic(cx, sig),
-            has_receiver(cx, sig),
+            // A free function's own `#[cfg]` is evaluated with it.
+            role == Role::FreeSubscriber || not_cfg_gated(cx, role, sig, attrs),
+            is_async(cx, role, sig),
+            plain_fn(cx, role, sig),
+            not_generic(cx, role, sig),
+            // A free function with a receiver never gets this far.
+            role == Role::FreeSubscriber || has_receiver(cx, role, sig),
         ];
-        let arguments = arguments(cx, sig);
-        let output = output(cx, sig);
+        let arguments = arguments(cx, role, sig);
+        let output = output(cx, role, sig);
         if checks.contains(&false) {
             return None;
         }
         let (takes_ctx, request) = arguments?;
         let (response, error, output) = output?;
-        Some(Endpoint {
-            method,
-            ident: &sig.ident,
-            wire_name: format!("{type_name}.{}", camel_case(&sig.ident)),
+        Some(Shape {
             takes_ctx,
             request,
             response,
@@ -215,43 +426,50 @@ impl<'a> Endpoint<'a> {
 
 /// rustc hands attribute macros their input before evaluating `#[cfg]`, so
 /// the routing table cannot know whether a gated method will exist.
-fn not_cfg_gated(cx: &Ctxt, method: &ImplItemFn) -> bool {
-    let Some(cfg) = method.attrs.iter().find(|attr| attr.path().is_ident("cfg")) else {
+fn not_cfg_gated(cx: &Ctxt, role: Role, sig: &Signature, attrs: &[Attribute]) -> bool {
+    let Some(cfg) = attrs.iter().find(|attr| attr.path().is_ident("cfg")) else {
         return true;
     };
     cx.error_spanned_by(
         cfg,
         format_args!(
-            "endpoint `{}` cannot be `#[cfg]`-gated: `#[micro::service]` builds the routing \
-             table before cfg is evaluated; gate the whole impl block instead, or {KEEP_OUT}",
-            method.sig.ident,
+            "{} `{}` cannot be `#[cfg]`-gated: `#[micro::service]` builds the routing \
+             table before cfg is evaluated; gate the whole impl block instead{}",
+            role.noun(),
+            sig.ident,
+            role.or_keep_out(),
         ),
     );
     false
 }
 
-fn is_async(cx: &Ctxt, sig: &syn::Signature) -> bool {
+fn is_async(cx: &Ctxt, role: Role, sig: &Signature) -> bool {
     if sig.asyncness.is_some() {
         return true;
     }
     let (fn_token, name) = (&sig.fn_token, &sig.ident);
     cx.error_spanned_by(
         quote!(#fn_token #name),
-        format_args!("endpoint `{name}` must be an `async fn`: add `async`, or {KEEP_OUT}"),
+        format_args!(
+            "{} `{name}` must be an `async fn`: add `async`{}",
+            role.noun(),
+            role.or_keep_out(),
+        ),
     );
     false
 }
 
 /// No `unsafe`, `extern` or variadics: nothing a remote caller could honour.
-fn plain_fn(cx: &Ctxt, sig: &syn::Signature) -> bool {
-    let name = &sig.ident;
+fn plain_fn(cx: &Ctxt, role: Role, sig: &Signature) -> bool {
+    let (noun, name) = (role.noun(), &sig.ident);
     let mut ok = true;
     if let Some(unsafety) = &sig.unsafety {
         cx.error_spanned_by(
             unsafety,
             format_args!(
-                "endpoint `{name}` cannot be `unsafe`: a remote caller cannot uphold its \
-                 safety contract; {KEEP_OUT}"
+                "{noun} `{name}` cannot be `unsafe`: a remote caller cannot uphold its \
+                 safety contract{}",
+                role.then_keep_out(),
             ),
         );
         ok = false;
@@ -259,21 +477,24 @@ fn plain_fn(cx: &Ctxt, sig: &syn::Signature) -> bool {
     if let Some(abi) = &sig.abi {
         cx.error_spanned_by(
             abi,
-            format_args!("endpoint `{name}` cannot have an `extern` ABI; remove it, or {KEEP_OUT}"),
+            format_args!(
+                "{noun} `{name}` cannot have an `extern` ABI; remove it{}",
+                role.or_keep_out(),
+            ),
         );
         ok = false;
     }
     if let Some(variadic) = &sig.variadic {
         cx.error_spanned_by(
             variadic,
-            format_args!("endpoint `{name}` cannot be variadic; {KEEP_OUT}"),
+            format_args!("{noun} `{name}` cannot be variadic{}", role.then_keep_out()),
         );
         ok = false;
     }
     ok
 }
 
-fn not_generic(cx: &Ctxt, sig: &syn::Signature) -> bool {
+fn not_generic(cx: &Ctxt, role: Role, sig: &Signature) -> bool {
     let generics = &sig.generics;
     let tokens = if !generics.params.is_empty() {
         generics.to_token_stream()
@@ -282,25 +503,38 @@ fn not_generic(cx: &Ctxt, sig: &syn::Signature) -> bool {
     } else {
         return true;
     };
+    let why = match role {
+        Role::Call => "an endpoint has one concrete request and reply type on the wire",
+        Role::Subscriber | Role::FreeSubscriber => {
+            "a subscriber decodes one concrete event type from the wire"
+        }
+    };
     cx.error_spanned_by(
         tokens,
         format_args!(
-            "endpoint `{}` cannot be generic: an endpoint has one concrete request and reply \
-             type on the wire; {KEEP_OUT}",
+            "{} `{}` cannot be generic: {why}{}",
+            role.noun(),
             sig.ident,
+            role.then_keep_out(),
         ),
     );
     false
 }
 
-fn has_receiver(cx: &Ctxt, sig: &syn::Signature) -> bool {
-    let name = &sig.ident;
+fn has_receiver(cx: &Ctxt, role: Role, sig: &Signature) -> bool {
+    let (noun, name) = (role.noun(), &sig.ident);
     let Some(FnArg::Receiver(receiver)) = sig.inputs.first() else {
+        let way_out = match role {
+            Role::Call => format!("; {KEEP_OUT}"),
+            Role::Subscriber | Role::FreeSubscriber => "; a subscriber without state can be \
+                a free `async fn` with `#[micro::subscribe]`, outside the impl block"
+                .to_owned(),
+        };
         cx.error_at(
             sig.paren_token.span.join(),
             format_args!(
-                "endpoint `{name}` needs `&self` or `&mut self` as its first parameter: \
-                 handlers run on the service value inside its actor; {KEEP_OUT}"
+                "{noun} `{name}` needs `&self` or `&mut self` as its first parameter: \
+                 handlers run on the service value inside its actor{way_out}"
             ),
         );
         return false;
@@ -313,7 +547,7 @@ fn has_receiver(cx: &Ctxt, sig: &syn::Signature) -> bool {
         let ty = type_string(&receiver.ty);
         cx.error_spanned_by(
             receiver,
-            format_args!("endpoint `{name}` takes `self: {ty}`; {by_value}"),
+            format_args!("{noun} `{name}` takes `self: {ty}`; {by_value}"),
         );
         return false;
     }
@@ -321,7 +555,7 @@ fn has_receiver(cx: &Ctxt, sig: &syn::Signature) -> bool {
         None => {
             cx.error_spanned_by(
                 receiver,
-                format_args!("endpoint `{name}` takes `self` by value; {by_value}"),
+                format_args!("{noun} `{name}` takes `self` by value; {by_value}"),
             );
             false
         }
@@ -329,7 +563,7 @@ fn has_receiver(cx: &Ctxt, sig: &syn::Signature) -> bool {
             cx.error_spanned_by(
                 lifetime,
                 format_args!(
-                    "endpoint `{name}` names a lifetime on `self`; write plain `&self` or \
+                    "{noun} `{name}` names a lifetime on `self`; write plain `&self` or \
                      `&mut self`: the runtime decides how long a call borrows the service"
                 ),
             );
@@ -350,9 +584,10 @@ fn is_ref_self(ty: &Type) -> bool {
     }
 }
 
-/// The optional `ctx: &Context` and the optional request, in that order.
-fn arguments<'a>(cx: &Ctxt, sig: &'a syn::Signature) -> Option<(bool, Option<Request<'a>>)> {
-    let name = &sig.ident;
+/// The optional `ctx: &Context` and the request (optional for a call, the
+/// event a subscriber requires), in that order.
+fn arguments<'a>(cx: &Ctxt, role: Role, sig: &'a Signature) -> Option<(bool, Option<Request<'a>>)> {
+    let (noun, input, name) = (role.noun(), role.input(), &sig.ident);
     let mut args = sig
         .inputs
         .iter()
@@ -366,10 +601,15 @@ fn arguments<'a>(cx: &Ctxt, sig: &'a syn::Signature) -> Option<(bool, Option<Req
     let ctx = args.next_if(|arg| is_context(&arg.ty));
     if let Some(Type::Reference(reference)) = ctx.map(|arg| &*arg.ty) {
         if let Some(mutability) = &reference.mutability {
+            let whose = if role.is_subscriber() {
+                "event's"
+            } else {
+                "call's"
+            };
             cx.error_spanned_by(
                 mutability,
                 format_args!(
-                    "endpoint `{name}` takes `&mut Context`; take `&Context`: the call's \
+                    "{noun} `{name}` takes `&mut Context`; take `&Context`: the {whose} \
                      context is shared with the runtime"
                 ),
             );
@@ -378,8 +618,20 @@ fn arguments<'a>(cx: &Ctxt, sig: &'a syn::Signature) -> Option<(bool, Option<Req
     }
 
     let request = args.next();
-    if let Some(arg) = request {
-        ok &= request_shape(cx, name, arg);
+    match request {
+        Some(arg) => ok &= request_shape(cx, role, name, arg),
+        None if role.is_subscriber() => {
+            cx.error_at(
+                sig.paren_token.span.join(),
+                format_args!(
+                    "subscriber `{name}` has no argument for the event it receives; add one \
+                     after the context, if any: `{}`",
+                    role.example(),
+                ),
+            );
+            ok = false;
+        }
+        None => {}
     }
 
     if let Some(extra) = args.next() {
@@ -387,17 +639,19 @@ fn arguments<'a>(cx: &Ctxt, sig: &'a syn::Signature) -> Option<(bool, Option<Req
             cx.error_spanned_by(
                 extra,
                 format_args!(
-                    "endpoint `{name}` takes the context after its request; put it first: \
-                     `(&self, ctx: &micro::Context, req: Request)`"
+                    "{noun} `{name}` takes the context after its {input}; put it first: `{}`",
+                    role.example(),
                 ),
             );
         } else {
+            let bundle = if role.is_subscriber() {
+                "an event is one value: bundle them into one event type, e.g. a struct"
+            } else {
+                "bundle them into one request type, e.g. a struct or a tuple"
+            };
             cx.error_spanned_by(
                 extra,
-                format_args!(
-                    "endpoint `{name}` takes more than one request argument; bundle them \
-                     into one request type, e.g. a struct or a tuple"
-                ),
+                format_args!("{noun} `{name}` takes more than one {input} argument; {bundle}"),
             );
         }
         ok = false;
@@ -418,7 +672,7 @@ fn arguments<'a>(cx: &Ctxt, sig: &'a syn::Signature) -> Option<(bool, Option<Req
     ok.then_some((ctx.is_some(), request))
 }
 
-fn request_shape(cx: &Ctxt, name: &Ident, arg: &PatType) -> bool {
+fn request_shape(cx: &Ctxt, role: Role, name: &Ident, arg: &PatType) -> bool {
     let Type::Reference(reference) = &*arg.ty else {
         return true;
     };
@@ -427,15 +681,20 @@ fn request_shape(cx: &Ctxt, name: &Ident, arg: &PatType) -> bool {
         Type::Slice(slice) => format!("Vec<{}>", type_string(&slice.elem)),
         elem => type_string(elem),
     };
+    let (noun, input) = (role.noun(), role.input());
     let binding = match &*arg.pat {
         syn::Pat::Ident(pat) => pat.ident.to_string(),
-        _ => "req".into(),
+        _ => if role.is_subscriber() { "event" } else { "req" }.into(),
+    };
+    let why = if role.is_subscriber() {
+        "each delivery decodes an event of its own"
+    } else {
+        "each call decodes a request of its own"
     };
     cx.error_spanned_by(
         &arg.ty,
         format_args!(
-            "endpoint `{name}` borrows its request; take it by value, `{binding}: {owned}`: \
-             each call decodes a request of its own"
+            "{noun} `{name}` borrows its {input}; take it by value, `{binding}: {owned}`: {why}"
         ),
     );
     false
@@ -456,31 +715,64 @@ fn is_context(ty: &Type) -> bool {
 
 type Output<'a> = (&'a Type, Option<&'a Type>, &'a Type);
 
-/// `Result<T>` or `Result<T, E>`, whatever path leads to `Result`.
-fn output<'a>(cx: &Ctxt, sig: &'a syn::Signature) -> Option<Output<'a>> {
+/// `Result<T>` or `Result<T, E>`, whatever path leads to `Result`; `T` is
+/// `()` for a subscriber, whose reply only acknowledges the event.
+fn output<'a>(cx: &Ctxt, role: Role, sig: &'a Signature) -> Option<Output<'a>> {
     let name = &sig.ident;
     let ReturnType::Type(_, output) = &sig.output else {
-        cx.error_at(
-            sig.paren_token.span.close(),
-            format_args!(
+        let message = if role.is_subscriber() {
+            format!(
+                "subscriber `{name}` must return `micro::Result<()>`: `Ok(())` acknowledges \
+                 the event, an error leaves it unacknowledged"
+            )
+        } else {
+            format!(
                 "endpoint `{name}` must return `micro::Result<T>`; write \
                  `-> micro::Result<()>` if it has nothing to reply"
-            ),
-        );
+            )
+        };
+        cx.error_at(sig.paren_token.span.close(), message);
         return None;
     };
     let Some((response, error)) = result_args(output) else {
-        cx.error_spanned_by(
-            output,
-            format_args!(
+        let message = if role.is_subscriber() {
+            format!(
+                "subscriber `{name}` must return `micro::Result<()>` or `Result<(), E>` with \
+                 `E: Into<micro::Error>`: `Ok(())` acknowledges the event, an error leaves it \
+                 unacknowledged"
+            )
+        } else {
+            format!(
                 "endpoint `{name}` must return `micro::Result<T>` or `Result<T, E>` with \
                  `E: Into<micro::Error>`; wrap the reply: `-> micro::Result<{}>`",
                 type_string(output),
+            )
+        };
+        cx.error_spanned_by(output, message);
+        return None;
+    };
+    if role.is_subscriber() && !is_unit(response) {
+        cx.error_spanned_by(
+            response,
+            format_args!(
+                "subscriber `{name}` must return `Result<(), _>`, not `Result<{}, _>`: nobody \
+                 receives a subscriber's reply, the broker only learns whether it acknowledged \
+                 the event; return `Ok(())`",
+                type_string(response),
             ),
         );
         return None;
-    };
+    }
     Some((response, error, output))
+}
+
+fn is_unit(ty: &Type) -> bool {
+    match ty {
+        Type::Tuple(tuple) => tuple.elems.is_empty(),
+        Type::Paren(paren) => is_unit(&paren.elem),
+        Type::Group(group) => is_unit(&group.elem),
+        _ => false,
+    }
 }
 
 fn result_args(ty: &Type) -> Option<(&Type, Option<&Type>)> {

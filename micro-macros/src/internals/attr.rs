@@ -1,15 +1,19 @@
-//! The macro's own arguments: `#[micro::service(...)]` and `#[micro(...)]` on
-//! methods.
+//! The macros' own arguments: `#[micro::service(...)]`,
+//! `#[micro::subscribe(...)]`, and `#[micro(...)]` on methods.
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Expr, ExprLit, ImplItem, ItemImpl, Lit, LitStr, Meta, Token};
+use syn::{Attribute, Expr, ExprLit, Ident, ImplItem, ItemImpl, Lit, LitStr, Meta, Token};
 
 use super::Ctxt;
 
 const SERVICE_ARGS: &str = "`name`, `version`, `workers` or `mailbox`";
+const SUBSCRIBE_ARGS: &str = "`topic` or `queue`";
+
+/// How the attribute is spelled in messages, and how a complete one looks.
+pub(crate) const SUBSCRIBE_EXAMPLE: &str = "#[micro::subscribe(topic = \"consignment.created\")]";
 
 /// What `#[micro::service(...)]` says, with defaults filled in.
 pub(crate) struct Service {
@@ -30,13 +34,7 @@ impl Service {
         let mut workers = Arg::new("workers");
         let mut mailbox = Arg::new("mailbox");
 
-        let metas = Punctuated::<Meta, Token![,]>::parse_terminated
-            .parse2(args)
-            .unwrap_or_else(|error| {
-                cx.syn_error(error);
-                Punctuated::new()
-            });
-        for meta in &metas {
+        for meta in &metas(cx, args) {
             let path = meta.path();
             if path.is_ident("name") {
                 if let Some(lit) = lit_str(cx, meta, "name", "\"greeter\"") {
@@ -92,47 +90,191 @@ impl Service {
     }
 }
 
-/// `#[micro(...)]` on one method.
-pub(crate) struct Method {
-    pub(crate) skip: bool,
+/// What `#[micro::subscribe(...)]` says.
+pub(crate) struct Subscribe {
+    /// Empty only when its absence was reported.
+    pub(crate) topic: String,
+    /// The queue group; `None` receives every event.
+    pub(crate) queue: Option<String>,
 }
 
-impl Method {
-    pub(crate) fn from_attrs(cx: &Ctxt, attrs: &[Attribute]) -> Self {
-        let mut skip = Arg::new("skip");
-        for attr in attrs.iter().filter(|attr| is_micro(attr)) {
-            let Meta::List(list) = &attr.meta else {
-                cx.error_spanned_by(attr, "expected `#[micro(skip)]`");
-                continue;
-            };
-            let metas = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated);
-            for meta in metas.unwrap_or_else(|error| {
-                cx.syn_error(error);
-                Punctuated::new()
-            }) {
-                match meta {
-                    Meta::Path(path) if path.is_ident("skip") => skip.set(cx, &path, ()),
-                    meta => cx.error_spanned_by(
-                        meta.path(),
-                        format_args!(
-                            "unknown `micro` attribute `{}`; expected `skip`",
-                            meta.path().to_token_stream().to_string().replace(' ', ""),
-                        ),
-                    ),
+impl Subscribe {
+    /// Reads the arguments of the attribute on a free function; a missing
+    /// topic is reported at `attr_span`, the attribute itself.
+    pub(crate) fn from_args(cx: &Ctxt, args: TokenStream, attr_span: Span) -> Self {
+        let subscribe = Self::parse(cx, args);
+        if !subscribe.topic_given {
+            cx.error_at(attr_span, missing_topic());
+        }
+        subscribe.into()
+    }
+
+    /// Reads the attribute as written on a method of a `#[micro::service]`
+    /// block.
+    pub(crate) fn from_attr(cx: &Ctxt, attr: &Attribute) -> Self {
+        let subscribe = match &attr.meta {
+            Meta::List(list) => Self::parse(cx, list.tokens.clone()),
+            Meta::Path(_) => Parsed::default(),
+            Meta::NameValue(_) => {
+                cx.error_spanned_by(attr, format_args!("expected `{SUBSCRIBE_EXAMPLE}`"));
+                return Subscribe {
+                    topic: String::new(),
+                    queue: None,
+                };
+            }
+        };
+        if !subscribe.topic_given {
+            cx.error_spanned_by(attr, missing_topic());
+        }
+        subscribe.into()
+    }
+
+    fn parse(cx: &Ctxt, args: TokenStream) -> Parsed {
+        let mut topic = Arg::new("topic");
+        let mut queue = Arg::new("queue");
+        let mut topic_given = false;
+        for meta in &metas(cx, args) {
+            let path = meta.path();
+            if path.is_ident("topic") {
+                topic_given = true;
+                if let Some(lit) = lit_str(cx, meta, "topic", "\"consignment.created\"") {
+                    topic.set(cx, path, lit.value());
                 }
+            } else if path.is_ident("queue") {
+                if let Some(lit) = lit_str(cx, meta, "queue", "\"counter\"") {
+                    queue.set(cx, path, lit.value());
+                }
+            } else {
+                cx.error_spanned_by(
+                    path,
+                    format_args!(
+                        "unknown argument `{}` to `#[micro::subscribe]`; expected {SUBSCRIBE_ARGS}",
+                        path.to_token_stream().to_string().replace(' ', ""),
+                    ),
+                );
             }
         }
-        Method {
-            skip: skip.value.is_some(),
+        Parsed {
+            topic: topic.value.unwrap_or_default(),
+            queue: queue.value,
+            topic_given,
         }
     }
+}
+
+/// Arguments read so far, and whether `topic` was written at all: an empty or
+/// mistyped one has been reported already.
+#[derive(Default)]
+struct Parsed {
+    topic: String,
+    queue: Option<String>,
+    topic_given: bool,
+}
+
+impl From<Parsed> for Subscribe {
+    fn from(parsed: Parsed) -> Self {
+        Subscribe {
+            topic: parsed.topic,
+            queue: parsed.queue,
+        }
+    }
+}
+
+fn missing_topic() -> String {
+    format!("`#[micro::subscribe]` needs the topic to receive events from: `{SUBSCRIBE_EXAMPLE}`")
+}
+
+/// `#[micro(...)]` and `#[micro::subscribe(...)]` on one method.
+pub(crate) struct Method<'a> {
+    /// The `#[micro(...)]` attribute that says `skip`.
+    pub(crate) skip: Option<&'a Attribute>,
+    pub(crate) subscribe: Option<Subscribe>,
+}
+
+impl<'a> Method<'a> {
+    pub(crate) fn from_attrs(cx: &Ctxt, attrs: &'a [Attribute]) -> Self {
+        Method {
+            skip: skip(cx, attrs),
+            subscribe: subscription(cx, attrs),
+        }
+    }
+}
+
+/// The `#[micro(skip)]` among `attrs`, after reporting anything else written
+/// in `#[micro(...)]`.
+pub(crate) fn skip<'a>(cx: &Ctxt, attrs: &'a [Attribute]) -> Option<&'a Attribute> {
+    let mut skip = Arg::new("skip");
+    for attr in attrs.iter().filter(|attr| is_micro(attr)) {
+        let Meta::List(list) = &attr.meta else {
+            cx.error_spanned_by(attr, "expected `#[micro(skip)]`");
+            continue;
+        };
+        let metas = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated);
+        for meta in metas.unwrap_or_else(|error| {
+            cx.syn_error(error);
+            Punctuated::new()
+        }) {
+            match meta {
+                Meta::Path(path) if path.is_ident("skip") => skip.set(cx, &path, attr),
+                meta => cx.error_spanned_by(
+                    meta.path(),
+                    format_args!(
+                        "unknown `micro` attribute `{}`; expected `skip`",
+                        meta.path().to_token_stream().to_string().replace(' ', ""),
+                    ),
+                ),
+            }
+        }
+    }
+    skip.value
+}
+
+/// The one `#[micro::subscribe(...)]` among `attrs`, read; a second is an
+/// error, as one method cannot have two wire names.
+pub(crate) fn subscription(cx: &Ctxt, attrs: &[Attribute]) -> Option<Subscribe> {
+    let mut found = attrs.iter().filter(|attr| is_subscribe(attr));
+    let first = found.next()?;
+    found.for_each(|extra| subscribe_twice(cx, extra));
+    Some(Subscribe::from_attr(cx, first))
+}
+
+/// Reports what the macros' attributes cannot mean on a free subscriber: a
+/// second `#[micro::subscribe]` (the first is the one being expanded), and
+/// `#[micro(skip)]`.
+pub(crate) fn check_free_subscriber(cx: &Ctxt, name: &Ident, attrs: &[Attribute]) {
+    if let Some(skip) = skip(cx, attrs) {
+        cx.error_spanned_by(
+            skip,
+            format_args!(
+                "`#[micro(skip)]` contradicts `#[micro::subscribe]`: `{name}` would receive events \
+                 and be skipped; remove `#[micro(skip)]`, or `#[micro::subscribe]` to keep a \
+                 plain function",
+            ),
+        );
+    }
+    for extra in attrs.iter().filter(|attr| is_subscribe(attr)) {
+        subscribe_twice(cx, extra);
+    }
+}
+
+/// Reports a second `#[micro::subscribe]` on one function.
+fn subscribe_twice(cx: &Ctxt, extra: &Attribute) {
+    cx.error_spanned_by(
+        extra,
+        "`#[micro::subscribe]` is given twice; a subscriber receives one topic: write a \
+         subscriber per topic",
+    );
 }
 
 /// Reports `#[micro(...)]` where it means nothing: on consts, types and macros
 /// inside the impl block.
 pub(crate) fn reject_on_non_method(cx: &Ctxt, attrs: &[Attribute]) {
-    for attr in attrs.iter().filter(|attr| is_micro(attr)) {
-        cx.error_spanned_by(attr, "`#[micro(...)]` only goes on methods");
+    for attr in attrs {
+        if is_micro(attr) {
+            cx.error_spanned_by(attr, "`#[micro(...)]` only goes on methods");
+        } else if is_subscribe(attr) {
+            cx.error_spanned_by(attr, "`#[micro::subscribe]` only goes on methods");
+        }
     }
 }
 
@@ -146,12 +288,39 @@ pub(crate) fn strip(item: &mut ItemImpl) {
             ImplItem::Macro(m) => &mut m.attrs,
             _ => continue,
         };
-        attrs.retain(|attr| !is_micro(attr));
+        strip_attrs(attrs);
     }
 }
 
-fn is_micro(attr: &Attribute) -> bool {
+/// Removes `#[micro(...)]` and `#[micro::subscribe(...)]` from one item.
+pub(crate) fn strip_attrs(attrs: &mut Vec<Attribute>) {
+    attrs.retain(|attr| !is_micro(attr) && !is_subscribe(attr));
+}
+
+pub(crate) fn is_micro(attr: &Attribute) -> bool {
     attr.path().is_ident("micro")
+}
+
+/// `#[micro::subscribe]`, or `#[subscribe]` after `use micro::subscribe`:
+/// inside a service block the attribute is read, never expanded, so the macro
+/// can only go by its name.
+pub(crate) fn is_subscribe(attr: &Attribute) -> bool {
+    let mut segments = attr.path().segments.iter().map(|segment| &segment.ident);
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some(name), None, None) => name == "subscribe",
+        (Some(krate), Some(name), None) => krate == "micro" && name == "subscribe",
+        _ => false,
+    }
+}
+
+/// `name = value, ...`; a syntax error is recorded and reads as no arguments.
+fn metas(cx: &Ctxt, args: TokenStream) -> Punctuated<Meta, Token![,]> {
+    Punctuated::<Meta, Token![,]>::parse_terminated
+        .parse2(args)
+        .unwrap_or_else(|error| {
+            cx.syn_error(error);
+            Punctuated::new()
+        })
 }
 
 /// One argument that may be given at most once.

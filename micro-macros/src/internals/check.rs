@@ -10,7 +10,7 @@ use syn::ext::IdentExt;
 use syn::{GenericArgument, Lifetime, PathArguments, ReturnType, Type, TypeParamBound};
 
 use super::Ctxt;
-use super::ast::{Endpoint, KEEP_OUT, Service};
+use super::ast::{Endpoint, KEEP_OUT, Role, Service};
 
 /// Methods every generated client has; a handler of the same name would
 /// collide with them.
@@ -25,15 +25,16 @@ pub(crate) fn check(cx: &Ctxt, service: &mut Service<'_>) {
         let checks = [
             client_name_is_free(cx, &client, endpoint),
             wire_name_is_free(cx, &mut wire_names, endpoint),
-            types_are_nameable(cx, service.ident, endpoint),
+            types_are_nameable(cx, Some(service.ident), endpoint),
         ];
         !checks.contains(&false)
     });
 }
 
+/// Subscribers get no client method, so any name will do for them.
 fn client_name_is_free(cx: &Ctxt, client: &str, endpoint: &Endpoint<'_>) -> bool {
     let name = endpoint.ident.unraw().to_string();
-    if !CLIENT_METHODS.contains(&name.as_str()) {
+    if endpoint.role != Role::Call || !CLIENT_METHODS.contains(&name.as_str()) {
         return true;
     }
     cx.error_spanned_by(
@@ -67,13 +68,18 @@ fn wire_name_is_free<'a>(
 
 /// The client and the type assertions live outside the impl block, where
 /// `Self` means something else, and they need one concrete type where an
-/// `impl Trait` stands for many.
-fn types_are_nameable(cx: &Ctxt, type_name: &syn::Ident, endpoint: &Endpoint<'_>) -> bool {
-    let name = endpoint.ident;
+/// `impl Trait` stands for many. A free subscriber has no impl block, so
+/// `type_name` is `None` and `Self` means nothing at all.
+pub(crate) fn types_are_nameable(
+    cx: &Ctxt,
+    type_name: Option<&syn::Ident>,
+    endpoint: &Endpoint<'_>,
+) -> bool {
+    let (noun, name) = (endpoint.role.noun(), endpoint.ident);
     let request = endpoint.request.as_ref().map(|request| request.ty);
     let mut ok = true;
     for (role, ty) in [
-        ("request", request),
+        (endpoint.role.input(), request),
         ("reply", Some(endpoint.response)),
         ("error", endpoint.error),
     ] {
@@ -81,21 +87,34 @@ fn types_are_nameable(cx: &Ctxt, type_name: &syn::Ident, endpoint: &Endpoint<'_>
         let mut flaws = Flaws::default();
         flaws.find(ty);
         if let Some(tokens) = flaws.self_type {
-            cx.error_spanned_by(
-                tokens,
-                format_args!(
+            let message = match (endpoint.role, type_name) {
+                (_, None) => format!(
+                    "subscriber `{name}` names `Self` in its {role} type, but a free function \
+                     has no `Self`; name the type"
+                ),
+                (Role::Call, Some(type_name)) => format!(
                     "endpoint `{name}` names `Self` in its {role} type, which the generated \
                      client cannot see; write `{type_name}` instead"
                 ),
-            );
+                (_, Some(type_name)) => format!(
+                    "{noun} `{name}` names `Self` in its {role} type, which the generated code \
+                     outside the impl block cannot see; write `{type_name}` instead"
+                ),
+            };
+            cx.error_spanned_by(tokens, message);
             ok = false;
         }
         if let Some(tokens) = flaws.borrow {
             cx.error_spanned_by(
                 tokens,
                 format_args!(
-                    "endpoint `{name}` has a borrowed {role} type; requests and replies \
-                     travel by value: use an owned type such as `String` or `Vec<T>`"
+                    "{noun} `{name}` has a borrowed {role} type; {} travel by value: use an \
+                     owned type such as `String` or `Vec<T>`",
+                    if endpoint.role.is_subscriber() {
+                        "events"
+                    } else {
+                        "requests and replies"
+                    },
                 ),
             );
             ok = false;
@@ -104,7 +123,7 @@ fn types_are_nameable(cx: &Ctxt, type_name: &syn::Ident, endpoint: &Endpoint<'_>
             cx.error_spanned_by(
                 tokens,
                 format_args!(
-                    "endpoint `{name}` has an `impl Trait` {role} type; name one concrete \
+                    "{noun} `{name}` has an `impl Trait` {role} type; name one concrete \
                      type: it is what travels on the wire"
                 ),
             );

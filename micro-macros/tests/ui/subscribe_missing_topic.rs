@@ -1,0 +1,14 @@
+use micro::prelude::*;
+
+#[derive(Serialize, Deserialize)]
+struct Created {
+    id: String,
+}
+
+#[micro::subscribe(queue = "counter")]
+async fn count_created(event: Created) -> micro::Result<()> {
+    let _ = event.id;
+    Ok(())
+}
+
+fn main() {}

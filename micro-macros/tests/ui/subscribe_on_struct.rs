@@ -1,0 +1,6 @@
+#[micro::subscribe(topic = "consignment.created")]
+struct Stats {
+    created: u64,
+}
+
+fn main() {}

@@ -1,0 +1,23 @@
+use micro::prelude::*;
+
+#[derive(Serialize, Deserialize)]
+struct Created {
+    id: String,
+}
+
+#[derive(Default)]
+struct Stats {
+    created: u64,
+}
+
+#[micro::service]
+impl Stats {
+    #[micro::subscribe(topic = "consignment.created")]
+    async fn on_created(&mut self, event: Created) -> micro::Result<u64> {
+        let _ = event.id;
+        self.created += 1;
+        Ok(self.created)
+    }
+}
+
+fn main() {}
