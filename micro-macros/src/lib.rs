@@ -83,6 +83,46 @@ impl Expansion {
 /// A request of `_: ()` is the same as none. On the wire, the endpoint is
 /// `Type.Method` in CamelCase: `say_hello` on `Greeter` is `Greeter.SayHello`.
 ///
+/// # Idempotent endpoints
+///
+/// When a connection fails after the request was sent, the client cannot know
+/// whether the handler ran, so by default it fails the call instead of sending
+/// it again: only what provably did not run is retried. Mark an endpoint
+/// `#[micro(idempotent)]` when running it twice is harmless, as for a read; the
+/// generated client method then calls `.idempotent()` on its `micro::Call`, so
+/// that such a call is sent again to another node. The routing table records
+/// the mark, and the registry lists the endpoint with the metadata
+/// `idempotent = "true"`.
+///
+/// ```
+/// use micro::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Accounts { balance: u64 }
+///
+/// #[micro::service(name = "accounts")]
+/// impl Accounts {
+///     /// Only reads: safe to send twice.
+///     #[micro(idempotent)]
+///     pub async fn balance(&self) -> micro::Result<u64> {
+///         Ok(self.balance)
+///     }
+///
+///     /// Not marked: a repeat would deposit twice.
+///     pub async fn deposit(&mut self, amount: u64) -> micro::Result<u64> {
+///         self.balance += amount;
+///         Ok(self.balance)
+///     }
+/// }
+///
+/// use micro::Handler;
+/// assert!(Accounts::DEF.endpoints[0].idempotent);
+/// assert!(!Accounts::DEF.endpoints[1].idempotent);
+/// ```
+///
+/// Any call can still opt in on its own, say when it carries an idempotency
+/// key: `accounts.deposit(10).idempotent().await`.
+///
 /// # Generated items
 ///
 /// - `impl micro::Handler for Greeter`: the routing table, `Greeter::DEF`, and
@@ -104,7 +144,8 @@ impl Expansion {
 /// method named `new`, `with_service` or `client`, which the client already
 /// has; two methods with the same wire name; the attribute on a trait impl, a
 /// generic impl or something other than an impl; unknown or repeated
-/// arguments, and `workers = 0`.
+/// arguments, and `workers = 0`; `#[micro(idempotent)]` on a subscriber, a
+/// skipped or private method, or with a value.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     service::expand(args.into(), input.into()).into_tokens()
@@ -217,7 +258,8 @@ pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
 /// no event or more than one, returns anything but `Result<(), E>`, or has an
 /// event type that is not serde; the attribute on something other than a
 /// function, on a method outside a `#[micro::service]` block, or next to
-/// `#[micro(skip)]`. One mistake the macro cannot name: on an associated
+/// `#[micro(skip)]` or `#[micro(idempotent)]`, as idempotence applies to
+/// calls. One mistake the macro cannot name: on an associated
 /// function without `self` in a plain impl block, which it cannot tell from a
 /// free function, rustc reports that a struct is not supported in impls; move
 /// the function out of the block, or put the block under `#[micro::service]`

@@ -274,6 +274,7 @@ pub(crate) fn endpoint_def(endpoint: &Endpoint<'_>) -> TokenStream {
         .map_or(("", ""), |subscribe| {
             (&*subscribe.topic, subscribe.queue.as_deref().unwrap_or(""))
         });
+    let idempotent = endpoint.idempotent;
     quote! {
         ::micro::__private::EndpointDef {
             name: #name,
@@ -282,6 +283,7 @@ pub(crate) fn endpoint_def(endpoint: &Endpoint<'_>) -> TokenStream {
             response: #response,
             topic: #topic,
             queue: #queue,
+            idempotent: #idempotent,
         }
     }
 }
@@ -369,7 +371,14 @@ fn client_method(endpoint: &Endpoint<'_>) -> TokenStream {
         .iter()
         .any(|attr| attr.path().is_ident("doc"));
     let separator = has_docs.then(|| quote!(#[doc = ""]));
-    let calls = format!("Calls `{wire_name}`.");
+    let calls = if endpoint.idempotent {
+        format!(
+            "Calls `{wire_name}`, which is idempotent: when a connection fails after sending, \
+             the call is sent again to another node."
+        )
+    } else {
+        format!("Calls `{wire_name}`.")
+    };
     let response = endpoint.response;
     let (param, request, arg) = match &endpoint.request {
         Some(request) if !request.is_unit() => {
@@ -382,17 +391,23 @@ fn client_method(endpoint: &Endpoint<'_>) -> TokenStream {
         }
         _ => (quote!(), quote!(()), quote!(())),
     };
+    let mut call = quote! {
+        ::micro::Client::call::<#request, #response>(
+            &self.client,
+            ::core::clone::Clone::clone(&self.service),
+            #wire_name,
+            #arg,
+        )
+    };
+    if endpoint.idempotent {
+        call = quote!(::micro::Call::idempotent(#call));
+    }
     quote! {
         #(#docs)*
         #separator
         #[doc = #calls]
         #vis fn #ident(&self, #param) -> ::micro::Call<#request, #response> {
-            ::micro::Client::call::<#request, #response>(
-                &self.client,
-                ::core::clone::Clone::clone(&self.service),
-                #wire_name,
-                #arg,
-            )
+            #call
         }
     }
 }

@@ -28,6 +28,7 @@ impl Greeter {
     }
 
     /// How many greetings so far.
+    #[micro(idempotent)]
     pub async fn greeted(&self, ctx: &Context, _: ()) -> micro::Result<u64> {
         let _ = ctx;
         Ok(self.greeted)
@@ -178,6 +179,38 @@ fn endpoints_record_method_and_types_as_written() {
             ("hello", "HelloRequest", "String"),
         ]
     );
+}
+
+#[test]
+fn idempotent_marks_only_its_own_endpoint() {
+    let idempotent: Vec<_> = Greeter::DEF
+        .endpoints
+        .iter()
+        .map(|e| (e.method, e.idempotent))
+        .collect();
+    assert_eq!(
+        idempotent,
+        [
+            ("say_hello", false),
+            ("greeted", true),
+            ("get_v2_data", false),
+            ("type", false),
+            ("hello", false),
+        ]
+    );
+    assert!(Audit::DEF.endpoints.iter().all(|e| !e.idempotent));
+    assert!(!count_created::DEF.endpoints[0].idempotent);
+}
+
+#[test]
+fn client_methods_of_idempotent_endpoints_mark_their_calls() {
+    let client = GreeterClient::new(micro::Client::new());
+    // A call's options show in its `Debug` only.
+    assert!(format!("{:?}", client.greeted()).contains("idempotent: true"));
+    let plain = client.say_hello(HelloRequest { name: "Ada".into() });
+    assert!(format!("{plain:?}").contains("idempotent: false"));
+    // Any call can still opt in.
+    assert!(format!("{:?}", plain.idempotent()).contains("idempotent: true"));
 }
 
 #[test]

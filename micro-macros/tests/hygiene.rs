@@ -30,6 +30,7 @@ mod no_prelude {
         }
 
         /// How many pings this worker answered.
+        #[micro(idempotent)]
         pub(crate) async fn pings(&self) -> ::core::result::Result<u64, ::micro::Error> {
             ::core::result::Result::Ok(self.pings)
         }
@@ -86,6 +87,7 @@ mod shadowed {
     pub(crate) struct HandlerDef;
     pub(crate) struct EndpointDef;
     pub(crate) struct Message;
+    pub(crate) struct Call;
     pub(crate) mod core {}
     pub(crate) mod std {}
     pub(crate) mod micro {}
@@ -98,6 +100,7 @@ mod shadowed {
     #[::micro::service(name = "hygiene.shouter")]
     impl Shouter {
         /// Upper-cases the word.
+        #[micro(idempotent)]
         pub(crate) async fn shout(&self, word: Word) -> ::micro::Result<Word> {
             ::core::result::Result::Ok(Word(word.0.to_uppercase()))
         }

@@ -8,7 +8,7 @@
 //!
 //! Flags micro does not know are left alone for the program's own parser. A value that does
 //! not parse, or names a backend that does not exist, stops start-up with an error naming the
-//! variable or flag and what it accepts. [`help`] lists everything; [`Service::run`]
+//! variable or flag and what it accepts. [`help`] lists everything; [`Service::run`](crate::Service::run)
 //! prints it for `--help`.
 //!
 //! | variable | flag | value |

@@ -102,4 +102,11 @@ pub struct EndpointDef {
     pub topic: &'static str,
     /// For a subscriber in a queue group, the group; empty otherwise.
     pub queue: &'static str,
+    /// Whether the call is safe to send twice (`#[micro(idempotent)]`). When a connection
+    /// fails after the request was sent, the client cannot know whether the handler ran;
+    /// it resends an idempotent call to another node, so the handler may run twice. Only
+    /// mark handlers whose repeat is harmless, such as reads. The generated client makes
+    /// its calls [`idempotent`](crate::Call::idempotent), and the registry lists the
+    /// endpoint with the metadata `idempotent = "true"`.
+    pub idempotent: bool,
 }

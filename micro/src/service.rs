@@ -496,6 +496,9 @@ impl Service {
                         metadata.insert("queue".to_owned(), route.def.queue.to_owned());
                     }
                 }
+                if route.def.idempotent {
+                    metadata.insert("idempotent".to_owned(), "true".to_owned());
+                }
                 endpoints.push(registry::Endpoint {
                     name: route.def.name.to_owned(),
                     request: Some(registry::Value::named(route.def.request)),

@@ -11,7 +11,7 @@ use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::{
     Attribute, FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl,
-    PatType, PathArguments, ReturnType, Signature, Type, Visibility,
+    PatType, Path, PathArguments, ReturnType, Signature, Type, Visibility,
 };
 
 use super::{Ctxt, attr};
@@ -115,6 +115,8 @@ pub(crate) struct Endpoint<'a> {
     pub(crate) output: &'a Type,
     /// Where a subscriber's events come from; `None` for a call.
     pub(crate) subscription: Option<attr::Subscribe>,
+    /// `#[micro(idempotent)]`: safe to send twice. Only ever set on a call.
+    pub(crate) idempotent: bool,
 }
 
 /// The request parameter of a handler.
@@ -273,6 +275,9 @@ impl<'a> Endpoint<'a> {
         method: &'a ImplItemFn,
     ) -> (Option<Role>, Option<Self>) {
         let attrs = attr::Method::from_attrs(cx, &method.attrs);
+        if let Some(idempotent) = &attrs.idempotent {
+            check_idempotent(cx, &attrs, idempotent, method);
+        }
         let (role, skip_ok) = match (&attrs.subscribe, attrs.skip) {
             (Some(_), Some(skip)) => {
                 cx.error_spanned_by(
@@ -304,9 +309,37 @@ impl<'a> Endpoint<'a> {
             error: shape.error,
             output: shape.output,
             subscription: attrs.subscribe,
+            idempotent: role == Role::Call && attrs.idempotent.is_some(),
         });
         (Some(role), endpoint.filter(|_| skip_ok))
     }
+}
+
+/// Reports `#[micro(idempotent)]` on a method that no client calls: a
+/// subscriber, a skipped method or a private one.
+fn check_idempotent(cx: &Ctxt, attrs: &attr::Method<'_>, idempotent: &Path, method: &ImplItemFn) {
+    let name = &method.sig.ident;
+    if attrs.subscribe.is_some() {
+        attr::idempotent_subscriber(cx, idempotent, name);
+        return;
+    }
+    let (why, fix) = if attrs.skip.is_some() {
+        ("marked `#[micro(skip)]`", "remove one of them")
+    } else if matches!(method.vis, Visibility::Inherited) {
+        (
+            "private",
+            "make it `pub` to serve it, or remove `#[micro(idempotent)]`",
+        )
+    } else {
+        return;
+    };
+    cx.error_spanned_by(
+        idempotent,
+        format_args!(
+            "`#[micro(idempotent)]` marks an endpoint, but `{name}` is {why} and so no \
+             endpoint: {fix}"
+        ),
+    );
 }
 
 /// A free function with `#[micro::subscribe]`, which becomes a handler of its
@@ -346,6 +379,7 @@ impl<'a> Subscriber<'a> {
                 error: shape.error,
                 output: shape.output,
                 subscription: Some(subscription),
+                idempotent: false,
             },
             type_name,
         })

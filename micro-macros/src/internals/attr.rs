@@ -5,12 +5,14 @@ use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Expr, ExprLit, Ident, ImplItem, ItemImpl, Lit, LitStr, Meta, Token};
+use syn::{Attribute, Expr, ExprLit, Ident, ImplItem, ItemImpl, Lit, LitStr, Meta, Path, Token};
 
 use super::Ctxt;
 
 const SERVICE_ARGS: &str = "`name`, `version`, `workers` or `mailbox`";
 const SUBSCRIBE_ARGS: &str = "`topic` or `queue`";
+const MICRO_WORDS: &str = "`skip` or `idempotent`";
+const MICRO_EXAMPLES: &str = "`#[micro(skip)]` or `#[micro(idempotent)]`";
 
 /// How the attribute is spelled in messages, and how a complete one looks.
 pub(crate) const SUBSCRIBE_EXAMPLE: &str = "#[micro::subscribe(topic = \"consignment.created\")]";
@@ -188,25 +190,36 @@ fn missing_topic() -> String {
 pub(crate) struct Method<'a> {
     /// The `#[micro(...)]` attribute that says `skip`.
     pub(crate) skip: Option<&'a Attribute>,
+    /// The word `idempotent` in `#[micro(...)]`, where errors about it point.
+    pub(crate) idempotent: Option<Path>,
     pub(crate) subscribe: Option<Subscribe>,
 }
 
 impl<'a> Method<'a> {
     pub(crate) fn from_attrs(cx: &Ctxt, attrs: &'a [Attribute]) -> Self {
+        let Flags { skip, idempotent } = flags(cx, attrs);
         Method {
-            skip: skip(cx, attrs),
+            skip,
+            idempotent,
             subscribe: subscription(cx, attrs),
         }
     }
 }
 
-/// The `#[micro(skip)]` among `attrs`, after reporting anything else written
-/// in `#[micro(...)]`.
-pub(crate) fn skip<'a>(cx: &Ctxt, attrs: &'a [Attribute]) -> Option<&'a Attribute> {
+/// The words of `#[micro(...)]`, each a flag without a value.
+struct Flags<'a> {
+    skip: Option<&'a Attribute>,
+    idempotent: Option<Path>,
+}
+
+/// Reads every `#[micro(...)]` among `attrs`, after reporting anything in them
+/// that is not a known flag.
+fn flags<'a>(cx: &Ctxt, attrs: &'a [Attribute]) -> Flags<'a> {
     let mut skip = Arg::new("skip");
+    let mut idempotent = Arg::new("idempotent");
     for attr in attrs.iter().filter(|attr| is_micro(attr)) {
         let Meta::List(list) = &attr.meta else {
-            cx.error_spanned_by(attr, "expected `#[micro(skip)]`");
+            cx.error_spanned_by(attr, format_args!("expected {MICRO_EXAMPLES}"));
             continue;
         };
         let metas = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated);
@@ -214,19 +227,43 @@ pub(crate) fn skip<'a>(cx: &Ctxt, attrs: &'a [Attribute]) -> Option<&'a Attribut
             cx.syn_error(error);
             Punctuated::new()
         }) {
-            match meta {
-                Meta::Path(path) if path.is_ident("skip") => skip.set(cx, &path, attr),
-                meta => cx.error_spanned_by(
-                    meta.path(),
+            let path = meta.path();
+            let word = path.to_token_stream().to_string().replace(' ', "");
+            match &meta {
+                Meta::Path(_) if path.is_ident("skip") => skip.set(cx, path, attr),
+                Meta::Path(_) if path.is_ident("idempotent") => {
+                    idempotent.set(cx, path, path.clone());
+                }
+                // A flag's presence is its value: `idempotent = false` is left out.
+                _ if path.is_ident("skip") || path.is_ident("idempotent") => cx.error_spanned_by(
+                    &meta,
                     format_args!(
-                        "unknown `micro` attribute `{}`; expected `skip`",
-                        meta.path().to_token_stream().to_string().replace(' ', ""),
+                        "`{word}` takes no value: write `#[micro({word})]`, or leave it out"
                     ),
+                ),
+                _ => cx.error_spanned_by(
+                    path,
+                    format_args!("unknown `micro` attribute `{word}`; expected {MICRO_WORDS}"),
                 ),
             }
         }
     }
-    skip.value
+    Flags {
+        skip: skip.value,
+        idempotent: idempotent.value,
+    }
+}
+
+/// Reports `#[micro(idempotent)]` on a subscriber, at the word `idempotent`.
+pub(crate) fn idempotent_subscriber(cx: &Ctxt, idempotent: &Path, name: &Ident) {
+    cx.error_spanned_by(
+        idempotent,
+        format_args!(
+            "subscriber `{name}` cannot be `#[micro(idempotent)]`: idempotence applies to calls, \
+             which a client may send twice; the broker decides when an event is delivered \
+             again; remove `#[micro(idempotent)]`",
+        ),
+    );
 }
 
 /// The one `#[micro::subscribe(...)]` among `attrs`, read; a second is an
@@ -239,10 +276,11 @@ pub(crate) fn subscription(cx: &Ctxt, attrs: &[Attribute]) -> Option<Subscribe> 
 }
 
 /// Reports what the macros' attributes cannot mean on a free subscriber: a
-/// second `#[micro::subscribe]` (the first is the one being expanded), and
-/// `#[micro(skip)]`.
+/// second `#[micro::subscribe]` (the first is the one being expanded),
+/// `#[micro(skip)]` and `#[micro(idempotent)]`.
 pub(crate) fn check_free_subscriber(cx: &Ctxt, name: &Ident, attrs: &[Attribute]) {
-    if let Some(skip) = skip(cx, attrs) {
+    let Flags { skip, idempotent } = flags(cx, attrs);
+    if let Some(skip) = skip {
         cx.error_spanned_by(
             skip,
             format_args!(
@@ -251,6 +289,9 @@ pub(crate) fn check_free_subscriber(cx: &Ctxt, name: &Ident, attrs: &[Attribute]
                  plain function",
             ),
         );
+    }
+    if let Some(idempotent) = &idempotent {
+        idempotent_subscriber(cx, idempotent, name);
     }
     for extra in attrs.iter().filter(|attr| is_subscribe(attr)) {
         subscribe_twice(cx, extra);

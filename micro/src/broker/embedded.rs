@@ -316,6 +316,8 @@ impl Handler for Inbox {
             response: "()",
             topic: "",
             queue: "",
+            // A repeat would run the subscribers twice.
+            idempotent: false,
         }],
     };
 

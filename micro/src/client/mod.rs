@@ -149,7 +149,9 @@ impl ClientBuilder {
     /// How many times to retry a call that provably did not run: the node refused the
     /// connection, the connection was closing before the request was sent, or the service
     /// rejected it as overloaded before it was queued (default 1). Each retry picks a node
-    /// again, within the call's deadline. A call that may have run is never retried.
+    /// again, within the call's deadline. A call that may have run (the connection failed
+    /// after the request was sent) is retried only when it is
+    /// [`idempotent`](crate::Call::idempotent).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
@@ -386,7 +388,8 @@ impl Client {
             deadline: Some(deadline),
             payload,
         };
-        let what = format!("{} {}", request.service, request.endpoint);
+        // Kept for the timeout message only; formatted if it is needed.
+        let (service, endpoint) = (request.service.clone(), request.endpoint.clone());
         let call = async {
             if self.inner.middleware.is_empty() {
                 self.dispatch(request, &opts).await
@@ -402,7 +405,7 @@ impl Client {
             Ok(result) => result,
             Err(_) => Err(Error::timeout(
                 "micro.client",
-                format_args!("call to {what} timed out after {timeout:?}"),
+                format_args!("call to {service} {endpoint} timed out after {timeout:?}"),
             )),
         }
     }

@@ -113,6 +113,7 @@ impl Probe {
 #[derive(Debug)]
 pub(crate) struct Debug(pub(crate) Arc<Probe>);
 
+// Both only read, so both are safe to send twice.
 const ENDPOINTS: &[EndpointDef] = &[
     EndpointDef {
         name: "Debug.Health",
@@ -121,6 +122,7 @@ const ENDPOINTS: &[EndpointDef] = &[
         response: "Health",
         topic: "",
         queue: "",
+        idempotent: true,
     },
     EndpointDef {
         name: "Debug.Stats",
@@ -129,6 +131,7 @@ const ENDPOINTS: &[EndpointDef] = &[
         response: "Stats",
         topic: "",
         queue: "",
+        idempotent: true,
     },
 ];
 

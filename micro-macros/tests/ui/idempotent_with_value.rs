@@ -1,0 +1,13 @@
+struct Accounts {
+    balance: u64,
+}
+
+#[micro::service]
+impl Accounts {
+    #[micro(idempotent = true)]
+    pub async fn balance(&self) -> micro::Result<u64> {
+        Ok(self.balance)
+    }
+}
+
+fn main() {}
