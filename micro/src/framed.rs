@@ -19,6 +19,10 @@ const MAX_BATCH: usize = 256 * 1024;
 pub(crate) async fn write_loop(mut io: WriteHalf<BoxIo>, rx: flume::Receiver<Outgoing>) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     while let Ok(first) = rx.recv_async().await {
+        // Woken by the first frame, this task would otherwise run before the tasks that are
+        // about to queue more (tokio runs a freshly woken task next): let them, so that a
+        // burst leaves in one write instead of one write per frame.
+        tokio::task::yield_now().await;
         first.encode(&mut buf);
         while buf.len() < MAX_BATCH {
             match rx.try_recv() {

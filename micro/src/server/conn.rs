@@ -11,9 +11,9 @@ use crate::framed::{FrameReader, ReadError, write_loop};
 use crate::transport::BoxIo;
 use crate::wire::{Frame, Outgoing};
 
-/// Replies queued on one connection past which we stop reading its requests, so a peer that
-/// sends without reading cannot grow our memory without bound.
-const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Replies (frames, not bytes) queued on one connection past which we stop reading its
+/// requests, so a peer that sends without reading cannot grow our memory without bound.
+const WRITE_HIGH_WATER: usize = 4096;
 
 /// How a connection learns that the service is stopping.
 #[derive(Clone, Debug, Default)]

@@ -1,0 +1,614 @@
+//! Load generator: micro's echo service against a plain-TCP echo baseline, both served by a
+//! child process so client and server costs can be told apart.
+//!
+//! ```text
+//! cargo run --release -p benches --bin loadgen                 # full run, about a minute
+//! cargo run --release -p benches --bin loadgen -- --quick      # 16 B only, a few cells
+//! cargo run --release -p benches --bin loadgen -- --secs 0.5   # or LOADGEN_SECS=0.5
+//! cargo run --release -p benches --bin loadgen -- --only micro # one side, for profiling
+//! cargo run --release -p benches --bin loadgen -- --payload 65536 --cell 1x1024
+//! ```
+//!
+//! The child is this same binary run as `loadgen serve`. It prints the two addresses it
+//! listens on; it exits when killed or when its stdin closes (so it never outlives us).
+
+use std::error::Error;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use benches::cpu::Sample;
+use benches::raw;
+use benches::tally::{Tally, Window};
+use benches::{Echo, EchoClient, payload};
+use bytes::Bytes;
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+const WARMUP: Duration = Duration::from_millis(200);
+/// How long the child may take to print its addresses.
+const STARTUP: Duration = Duration::from_secs(10);
+
+const USAGE: &str = "usage: loadgen [--quick] [--secs SECONDS] [--only micro|raw] \
+[--payload BYTES]... [--cell CONNSxIN_FLIGHT]...   (or LOADGEN_SECS=SECONDS)";
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("serve") {
+        return serve().await;
+    }
+    let plan = Plan::from_args(&args)?;
+    let server = Server::spawn().await?;
+    eprintln!(
+        "server pid {}: micro on {}, raw on {}",
+        server.pid, server.micro, server.raw
+    );
+
+    let mut rows = Vec::new();
+    for &size in &plan.payloads {
+        let body = payload(size);
+        let micro = plan
+            .run(Only::Micro, micro_latency(&server, &body, &plan))
+            .await?;
+        let raw = plan
+            .run(Only::Raw, raw_latency(&server, &body, &plan))
+            .await?;
+        rows.push(progress(Row::new(size, Mode::Latency, 1, 1, micro, raw)));
+        for &(conns, in_flight) in &plan.cells {
+            let micro = micro_throughput(&server, &body, conns, in_flight, plan.length);
+            let micro = plan.run(Only::Micro, micro).await?;
+            let raw = raw_throughput(&server, &body, conns, in_flight, plan.length);
+            let raw = plan.run(Only::Raw, raw).await?;
+            rows.push(progress(Row::new(
+                size,
+                Mode::Throughput,
+                conns,
+                in_flight,
+                micro,
+                raw,
+            )));
+        }
+    }
+    print_tables(&rows, &plan);
+    Ok(())
+}
+
+/// What to run.
+struct Plan {
+    payloads: Vec<usize>,
+    /// (connections, calls in flight) for throughput cells.
+    cells: Vec<(usize, usize)>,
+    latency_warmup: usize,
+    latency_calls: usize,
+    /// Measurement length of each throughput cell.
+    length: Duration,
+    only: Option<Only>,
+}
+
+/// One side alone, so a profiler sees only its work.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Only {
+    Micro,
+    Raw,
+}
+
+impl Plan {
+    fn from_args(args: &[String]) -> Result<Self, BoxError> {
+        let mut quick = false;
+        let mut only = None;
+        let (mut payloads, mut cells) = (Vec::new(), Vec::new());
+        let mut secs = match std::env::var("LOADGEN_SECS") {
+            Ok(s) => Some(parse_secs(&s)?),
+            Err(_) => None,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => quick = true,
+                "--secs" => {
+                    let value = args.next().ok_or(USAGE)?;
+                    secs = Some(parse_secs(value)?);
+                }
+                "--only" => {
+                    only = match args.next().map(String::as_str) {
+                        Some("micro") => Some(Only::Micro),
+                        Some("raw") => Some(Only::Raw),
+                        _ => return Err(USAGE.into()),
+                    };
+                }
+                "--payload" => {
+                    let value = args.next().ok_or(USAGE)?;
+                    match value.parse::<usize>() {
+                        Ok(n) if n <= raw::MAX_FRAME / 2 => payloads.push(n),
+                        _ => return Err(format!("bad payload size {value:?}\n{USAGE}").into()),
+                    }
+                }
+                "--cell" => {
+                    let value = args.next().ok_or(USAGE)?;
+                    cells.push(parse_cell(value)?);
+                }
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
+            }
+        }
+        let length = Duration::from_secs_f64(secs.unwrap_or(1.0));
+        let mut plan = if quick {
+            Plan {
+                payloads: vec![16],
+                cells: vec![(1, 1), (1, 128), (4, 1024)],
+                latency_warmup: 200,
+                latency_calls: 2_000,
+                length,
+                only,
+            }
+        } else {
+            Plan {
+                payloads: vec![16, 1024, 64 * 1024],
+                cells: [1, 4]
+                    .into_iter()
+                    .flat_map(|c| [1, 16, 128, 1024].map(|f| (c, f)))
+                    .collect(),
+                latency_warmup: 1_000,
+                latency_calls: 10_000,
+                length,
+                only,
+            }
+        };
+        if !payloads.is_empty() {
+            plan.payloads = payloads;
+        }
+        if !cells.is_empty() {
+            plan.cells = cells;
+        }
+        Ok(plan)
+    }
+}
+
+impl Plan {
+    /// Runs `side` unless the other one alone was asked for.
+    async fn run(
+        &self,
+        side: Only,
+        measure: impl Future<Output = Result<Side, BoxError>>,
+    ) -> Result<Side, BoxError> {
+        if self.only.is_some_and(|only| only != side) {
+            return Ok(Side::skipped());
+        }
+        measure.await
+    }
+}
+
+fn parse_cell(s: &str) -> Result<(usize, usize), BoxError> {
+    let cell = s.split_once('x').and_then(|(c, f)| {
+        let (c, f) = (c.parse::<usize>().ok()?, f.parse::<usize>().ok()?);
+        (1..=64).contains(&c).then_some(())?;
+        (1..=16_384).contains(&f).then_some((c, f))
+    });
+    cell.ok_or_else(|| {
+        format!("a cell is CONNSxIN_FLIGHT, 1-64 x 1-16384, not {s:?}\n{USAGE}").into()
+    })
+}
+
+fn parse_secs(s: &str) -> Result<f64, BoxError> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 600.0 => Ok(secs),
+        _ => Err(format!("seconds must be a number in (0, 600], not {s:?}\n{USAGE}").into()),
+    }
+}
+
+/// Serves micro's echo and the raw echo until stdin closes.
+async fn serve() -> Result<(), BoxError> {
+    let service = micro::Service::new("echo")
+        .address("127.0.0.1:0")
+        .handle(Echo)
+        .start()
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let raw_addr = listener.local_addr()?;
+    tokio::spawn(raw::serve(listener));
+    println!("micro {}", service.address());
+    println!("raw {raw_addr}");
+    // The parent's end of our stdin closes when it exits, however it exits.
+    tokio::task::spawn_blocking(|| std::io::stdin().read_to_end(&mut Vec::new())).await??;
+    service.stop().await;
+    Ok(())
+}
+
+/// The child process; killed when dropped, so an error or panic here does not leave it
+/// running.
+struct Server {
+    child: Child,
+    pid: u32,
+    micro: Arc<str>,
+    raw: SocketAddr,
+}
+
+impl Server {
+    async fn spawn() -> Result<Self, BoxError> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("child has no stdout")?;
+        let pid = child.id();
+        let mut guard = Server {
+            child,
+            pid,
+            micro: "".into(),
+            raw: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        // If the child never answers, dropping the guard kills it, which ends the read.
+        let read = tokio::task::spawn_blocking(move || read_addresses(stdout));
+        let (micro, raw) = tokio::time::timeout(STARTUP, read)
+            .await
+            .map_err(|_| "the server process did not print its addresses in time")???;
+        guard.micro = micro.into();
+        guard.raw = raw;
+        Ok(guard)
+    }
+}
+
+fn read_addresses(stdout: impl Read) -> Result<(String, SocketAddr), BoxError> {
+    let (mut micro, mut raw) = (None, None);
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        match line.split_once(' ') {
+            Some(("micro", addr)) => micro = Some(addr.to_owned()),
+            Some(("raw", addr)) => raw = Some(addr.parse()?),
+            _ => return Err(format!("unexpected line from the server: {line:?}").into()),
+        }
+        if let (Some(micro), Some(raw)) = (&micro, raw) {
+            return Ok((micro.clone(), raw));
+        }
+    }
+    Err("the server process exited before printing its addresses".into())
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One side (micro or raw) of one cell.
+struct Side {
+    tally: Tally,
+    elapsed: Duration,
+    cpu: Sample,
+}
+
+impl Side {
+    fn skipped() -> Self {
+        Side {
+            tally: Tally::new(),
+            elapsed: Duration::from_secs(1),
+            cpu: Sample::default(),
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.tally.calls as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn cpu_us_per_call(&self) -> f64 {
+        if self.tally.calls == 0 {
+            return 0.0;
+        }
+        self.cpu.total().as_secs_f64() * 1e6 / self.tally.calls as f64
+    }
+}
+
+fn micro_client() -> EchoClient {
+    let client = micro::Client::builder().connections_per_node(1).build();
+    EchoClient::with_service(client, "echo")
+}
+
+async fn micro_latency(server: &Server, body: &Bytes, plan: &Plan) -> Result<Side, BoxError> {
+    let (addr, pid, body) = (server.micro.clone(), server.pid, body.clone());
+    let (warmup, calls) = (plan.latency_warmup, plan.latency_calls);
+    // On a worker thread, as a service's own calls would run, not on the main thread.
+    tokio::spawn(async move {
+        let echo = micro_client();
+        for _ in 0..warmup {
+            echo.echo(body.clone()).node(&*addr).await?;
+        }
+        let mut tally = Tally::new();
+        let (cpu, started) = (Sample::now(pid)?, Instant::now());
+        for _ in 0..calls {
+            let sent = Instant::now();
+            let reply = echo.echo(body.clone()).node(&*addr).await?;
+            tally.record(sent, Instant::now());
+            check_echo(&reply, &body)?;
+        }
+        Ok(Side {
+            tally,
+            elapsed: started.elapsed(),
+            cpu: Sample::now(pid)? - cpu,
+        })
+    })
+    .await?
+}
+
+async fn raw_latency(server: &Server, body: &Bytes, plan: &Plan) -> Result<Side, BoxError> {
+    let (addr, pid, body) = (server.raw, server.pid, body.clone());
+    let (warmup, calls) = (plan.latency_warmup, plan.latency_calls);
+    tokio::spawn(async move {
+        let mut conn = raw::Conn::connect(addr).await?;
+        for _ in 0..warmup {
+            conn.call(&body).await?;
+        }
+        let mut tally = Tally::new();
+        let (cpu, started) = (Sample::now(pid)?, Instant::now());
+        for _ in 0..calls {
+            let sent = Instant::now();
+            conn.call(&body).await?;
+            tally.record(sent, Instant::now());
+        }
+        Ok(Side {
+            tally,
+            elapsed: started.elapsed(),
+            cpu: Sample::now(pid)? - cpu,
+        })
+    })
+    .await?
+}
+
+/// Checks the length only, as the raw client does: comparing 64 KiB per call would charge
+/// micro's side for work the baseline skips.
+fn check_echo(reply: &Bytes, sent: &Bytes) -> Result<(), BoxError> {
+    if reply.len() == sent.len() {
+        Ok(())
+    } else {
+        Err(format!("echo of {} bytes for {} sent", reply.len(), sent.len()).into())
+    }
+}
+
+/// How many of `in_flight` calls connection `i` of `conns` carries, so both sides keep
+/// exactly `in_flight` outstanding (fewer calls than connections leaves some unused).
+fn share(i: usize, conns: usize, in_flight: usize) -> usize {
+    in_flight / conns + usize::from(i < in_flight % conns)
+}
+
+async fn micro_throughput(
+    server: &Server,
+    body: &Bytes,
+    conns: usize,
+    in_flight: usize,
+    length: Duration,
+) -> Result<Side, BoxError> {
+    let window = Window::after(WARMUP, length);
+    let clients: Vec<EchoClient> = (0..conns).map(|_| micro_client()).collect();
+    // Caller i uses connection i % conns, which spreads them as `share` says.
+    let callers: Vec<_> = (0..in_flight)
+        .map(|i| {
+            let (echo, addr, body) = (
+                clients[i % conns].clone(),
+                server.micro.clone(),
+                body.clone(),
+            );
+            tokio::spawn(micro_caller(echo, addr, body, window))
+        })
+        .collect();
+    let cpu = sample_over(window, server.pid).await;
+    let mut tally = Tally::new();
+    for caller in callers {
+        tally.merge(caller.await?);
+    }
+    Ok(Side {
+        tally,
+        elapsed: window.length(),
+        cpu: cpu?,
+    })
+}
+
+async fn micro_caller(echo: EchoClient, addr: Arc<str>, body: Bytes, window: Window) -> Tally {
+    let mut tally = Tally::new();
+    while Instant::now() < window.end {
+        let sent = Instant::now();
+        match echo.echo(body.clone()).node(&*addr).await {
+            Ok(reply) if reply.len() == body.len() => {
+                tally.record_in(&window, sent, Instant::now())
+            }
+            Ok(reply) => tally.error(format_args!("echo of {} bytes", reply.len())),
+            Err(e) => {
+                tally.error(e);
+                // A refused connection fails at once; do not spin on it.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    tally
+}
+
+async fn raw_throughput(
+    server: &Server,
+    body: &Bytes,
+    conns: usize,
+    in_flight: usize,
+    length: Duration,
+) -> Result<Side, BoxError> {
+    let window = Window::after(WARMUP, length);
+    let pipelines: Vec<_> = (0..conns)
+        .map(|i| share(i, conns, in_flight))
+        .filter(|&depth| depth > 0)
+        .map(|depth| tokio::spawn(raw::pipeline(server.raw, body.clone(), depth, window)))
+        .collect();
+    let cpu = sample_over(window, server.pid).await;
+    let mut tally = Tally::new();
+    for pipeline in pipelines {
+        match pipeline.await? {
+            Ok(t) => tally.merge(t),
+            Err(e) => tally.error(e),
+        }
+    }
+    Ok(Side {
+        tally,
+        elapsed: window.length(),
+        cpu: cpu?,
+    })
+}
+
+/// CPU time both processes spend during `window`.
+async fn sample_over(window: Window, server: u32) -> std::io::Result<Sample> {
+    tokio::time::sleep_until(window.start.into()).await;
+    let before = Sample::now(server)?;
+    tokio::time::sleep_until(window.end.into()).await;
+    Ok(Sample::now(server)? - before)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Latency,
+    Throughput,
+}
+
+struct Row {
+    payload: usize,
+    mode: Mode,
+    conns: usize,
+    in_flight: usize,
+    micro: Side,
+    raw: Side,
+}
+
+impl Row {
+    fn new(
+        payload: usize,
+        mode: Mode,
+        conns: usize,
+        in_flight: usize,
+        micro: Side,
+        raw: Side,
+    ) -> Self {
+        Self {
+            payload,
+            mode,
+            conns,
+            in_flight,
+            micro,
+            raw,
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        self.micro.tally.errors + self.raw.tally.errors
+    }
+}
+
+fn size_name(bytes: usize) -> String {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b == 0.0 { 0.0 } else { a / b }
+}
+
+fn progress(row: Row) -> Row {
+    let mode = match row.mode {
+        Mode::Latency => "latency",
+        Mode::Throughput => "throughput",
+    };
+    eprintln!(
+        "{:>7} {mode:<10} {}x{:<4}  micro {:>9.0}/s  raw {:>9.0}/s",
+        size_name(row.payload),
+        row.conns,
+        row.in_flight,
+        row.micro.rate(),
+        row.raw.rate(),
+    );
+    for (side, name) in [(&row.micro, "micro"), (&row.raw, "raw")] {
+        if let Some(e) = &side.tally.first_error {
+            eprintln!("  {name}: {} error(s), first: {e}", side.tally.errors);
+        }
+    }
+    row
+}
+
+fn print_tables(rows: &[Row], plan: &Plan) {
+    println!();
+    println!(
+        "micro vs raw TCP echo, 127.0.0.1, server in a child process; throughput cells run {:.1} s after {:.1} s of warm-up",
+        plan.length.as_secs_f64(),
+        WARMUP.as_secs_f64()
+    );
+    println!(
+        "latency rows: 1 connection, 1 call in flight, {} calls after {} of warm-up; times in µs; CPU is client + server per call",
+        plan.latency_calls, plan.latency_warmup
+    );
+    println!(
+        "in-flight is the total over all connections on both sides: micro runs that many caller tasks, raw pipelines that many requests"
+    );
+    println!();
+    println!(
+        "{:>7}  {:<4} {:>5} {:>9} | {:>10} {:>10} {:>6} | {:>8} {:>8} | {:>8} {:>8} | {:>9} {:>9} | {:>6}",
+        "payload",
+        "mode",
+        "conns",
+        "in-flight",
+        "micro/s",
+        "raw/s",
+        "ratio",
+        "micro50",
+        "micro99",
+        "raw50",
+        "raw99",
+        "cpu micro",
+        "cpu raw",
+        "errors"
+    );
+    println!("{}", "-".repeat(137));
+    for row in rows {
+        println!(
+            "{:>7}  {:<4} {:>5} {:>9} | {:>10.0} {:>10.0} {:>6.2} | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>9.1} {:>9.1} | {:>6}",
+            size_name(row.payload),
+            match row.mode {
+                Mode::Latency => "lat",
+                Mode::Throughput => "tput",
+            },
+            row.conns,
+            row.in_flight,
+            row.micro.rate(),
+            row.raw.rate(),
+            ratio(row.micro.rate(), row.raw.rate()),
+            row.micro.tally.percentile_us(50.0),
+            row.micro.tally.percentile_us(99.0),
+            row.raw.tally.percentile_us(50.0),
+            row.raw.tally.percentile_us(99.0),
+            row.micro.cpu_us_per_call(),
+            row.raw.cpu_us_per_call(),
+            row.errors(),
+        );
+    }
+
+    println!();
+    println!(
+        "{:>7} | {:>9} {:>9} | {:>9} {:>9} | {:>14}",
+        "payload", "micro p50", "micro p99", "raw p50", "raw p99", "p50 micro/raw"
+    );
+    println!("{}", "-".repeat(70));
+    for row in rows.iter().filter(|r| r.mode == Mode::Latency) {
+        let (micro, raw) = (&row.micro.tally, &row.raw.tally);
+        println!(
+            "{:>7} | {:>9.1} {:>9.1} | {:>9.1} {:>9.1} | {:>14.2}",
+            size_name(row.payload),
+            micro.percentile_us(50.0),
+            micro.percentile_us(99.0),
+            raw.percentile_us(50.0),
+            raw.percentile_us(99.0),
+            ratio(micro.percentile_us(50.0), raw.percentile_us(50.0)),
+        );
+    }
+}
