@@ -1,14 +1,16 @@
 //! The consignment service of go-micro's classic "shippy" tutorial, in two processes.
 //!
 //! ```text
-//! cargo run --example shippy              # starts a server process and a client process
-//! cargo run --example shippy -- server    # terminal 1
-//! cargo run --example shippy -- client    # terminal 2: creates a consignment, lists them all
+//! cargo run --example shippy              # runs server, counter and client processes
+//! cargo run --example shippy -- server    # terminal 1: the consignment service
+//! cargo run --example shippy -- counter   # terminal 2: counts consignment.created events
+//! cargo run --example shippy -- client    # terminal 3: creates a consignment, lists them all
 //! cargo run --example shippy -- client my-consignment.json
 //! ```
 //!
-//! The two find each other through the default host-local registry: no server, no
-//! configuration. `server` takes the usual `MICRO_*` variables and flags (`--help`).
+//! The processes find each other through the default host-local registry, and events travel
+//! through the default embedded broker: no server, no configuration. `server` and `counter`
+//! take the usual `MICRO_*` variables and flags (`--help`).
 
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use micro::prelude::*;
 
 const SERVICE: &str = "shippy.service.consignment";
+const CREATED: &str = "consignment.created";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Container {
@@ -44,10 +47,17 @@ pub struct Response {
     pub consignments: Vec<Consignment>,
 }
 
+/// Published on `consignment.created` for each new consignment.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ConsignmentCreated {
+    pub id: String,
+    pub weight: i32,
+}
+
 /// Stores consignments in memory; the actor owns the list, so no lock.
-#[derive(Default)]
 pub struct Shipping {
     repo: Vec<Consignment>,
+    events: Client,
 }
 
 #[micro::service(name = "shippy.service.consignment", version = "1.0.0")]
@@ -61,6 +71,14 @@ impl Shipping {
             c.id = format!("consignment-{}", self.repo.len() + 1);
         }
         self.repo.push(c.clone());
+        let event = ConsignmentCreated {
+            id: c.id.clone(),
+            weight: c.weight,
+        };
+        // The consignment is stored whatever happens to the event: report, don't fail.
+        if let Err(e) = self.events.publish(CREATED, &event).await {
+            eprintln!("{CREATED} not delivered: {e}");
+        }
         Ok(Response {
             created: true,
             consignment: Some(c),
@@ -74,6 +92,28 @@ impl Shipping {
             consignments: self.repo.clone(),
             ..Response::default()
         })
+    }
+}
+
+/// Counts consignments from their events, in its own mailbox: no lock.
+#[derive(Default)]
+pub struct Counter {
+    created: u64,
+    kilos: i64,
+}
+
+#[micro::service(name = "shippy.service.counter")]
+impl Counter {
+    #[micro::subscribe(topic = "consignment.created", queue = "counter")]
+    async fn on_created(&mut self, ev: ConsignmentCreated) -> micro::Result<()> {
+        self.created += 1;
+        self.kilos += i64::from(ev.weight);
+        Ok(())
+    }
+
+    /// Consignments created so far, and their total weight.
+    pub async fn count(&self) -> micro::Result<(u64, i64)> {
+        Ok((self.created, self.kilos))
     }
 }
 
@@ -93,9 +133,20 @@ fn sample() -> Consignment {
 }
 
 async fn server() -> micro::Result<()> {
+    let shipping = Shipping {
+        repo: Vec::new(),
+        events: Client::new(),
+    };
     Service::new(SERVICE)
         .version("1.0.0")
-        .handle(Shipping::default())
+        .handle(shipping)
+        .run()
+        .await
+}
+
+async fn counter() -> micro::Result<()> {
+    Service::new("shippy.service.counter")
+        .handle(Counter::default())
         .run()
         .await
 }
@@ -139,16 +190,22 @@ async fn client(file: Option<&str>) -> micro::Result<()> {
             c.id, c.description, c.weight, c.vessel_id
         );
     }
+    match CounterClient::new(Client::new()).count().await {
+        Ok((n, kilos)) => println!("counter service: {n} consignment(s), {kilos} kg in all"),
+        Err(e) => println!("counter service not reachable: {e}"),
+    }
     Ok(())
 }
 
-/// Runs a server process and a client process, prints the client's output, stops the server.
+/// Runs server and counter processes and two client processes one after the other, prints
+/// the clients' output, and stops the services.
 fn demo() -> micro::Result<()> {
     let me = std::env::current_exe()?;
-    let mut server = Command::new(&me)
-        .arg("server")
-        .stdout(Stdio::null())
-        .spawn()?;
+    let spawn = |what: &str| Command::new(&me).arg(what).stdout(Stdio::null()).spawn();
+    let mut counter = spawn("counter")?;
+    println!("started the counter process (pid {})", counter.id());
+    wait_for("shippy.service.counter")?;
+    let mut server = spawn("server")?;
     println!("started the server process (pid {})", server.id());
     let result = (|| -> micro::Result<()> {
         for run in 1..=2 {
@@ -166,12 +223,35 @@ fn demo() -> micro::Result<()> {
         }
         Ok(())
     })();
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let status = server.wait()?;
-    println!("server process stopped ({status})");
+    for child in [&mut server, &mut counter] {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let status = child.wait()?;
+        println!("process {} stopped ({status})", child.id());
+    }
     result
+}
+
+/// Waits (at most 10 s) until `service` is registered.
+fn wait_for(service: &str) -> micro::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let registry = micro::registry::default_registry();
+        let start = Instant::now();
+        while registry.get_service(service).await.is_err() {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(Error::unavailable(
+                    "shippy",
+                    format_args!("{service} never started"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    })
 }
 
 #[tokio::main]
@@ -186,6 +266,7 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("server") => server().await,
+        Some("counter") => counter().await,
         Some("client") => client(args.get(2).map(String::as_str)).await,
         None => tokio::task::spawn_blocking(demo)
             .await
