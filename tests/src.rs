@@ -299,3 +299,42 @@ impl Drop for EtcdServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A command for `program` (usually `env!("CARGO_BIN_EXE_test-node")`) that inherits no
+/// `MICRO_*` variable, so each test says exactly what its child processes are configured
+/// with, and logs only warnings.
+pub fn command_without_micro_env(program: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MICRO_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "micro=warn");
+    cmd
+}
+
+/// A one-node service record, with a `zone` in its node metadata.
+pub fn one_node(name: &str, version: &str, node: &str, zone: &str) -> micro::registry::Service {
+    micro::registry::Service {
+        name: name.into(),
+        version: version.into(),
+        nodes: vec![micro::registry::Node {
+            id: node.into(),
+            address: "127.0.0.1:9000".into(),
+            metadata: [("zone".to_owned(), zone.to_owned())].into(),
+        }],
+        ..Default::default()
+    }
+}
+
+/// The next registry event, waiting at most 10 s.
+///
+/// # Panics
+/// When none comes, or the watch ended.
+pub async fn next_event(w: &mut micro::registry::Watcher) -> micro::registry::Event {
+    tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("the watch is open")
+}

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,16 +26,10 @@ impl Drop for Sub {
 
 impl Sub {
     fn start(dir: &std::path::Path, topic: &str, queue: Option<&str>) -> Sub {
-        let mut cmd = Command::new(NODE);
+        let mut cmd = tests::command_without_micro_env(NODE);
         cmd.arg("sub").arg(topic).args(queue);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("MICRO_") {
-                cmd.env_remove(key);
-            }
-        }
         let mut child = cmd
             .env("MICRO_REGISTRY_ADDRESS", dir)
-            .env("RUST_LOG", "micro=warn")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();

@@ -2,7 +2,7 @@
 //! SIGKILL, then started again.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,13 +20,8 @@ impl Drop for Server {
 }
 
 fn server(dir: &std::path::Path, name: &str) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_test-node"));
+    let mut cmd = tests::command_without_micro_env(env!("CARGO_BIN_EXE_test-node"));
     cmd.args(["serve", name]);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MICRO_") {
-            cmd.env_remove(key);
-        }
-    }
     Server(
         cmd.env("MICRO_REGISTRY_ADDRESS", dir)
             .env("MICRO_REGISTER_TTL", "3s")

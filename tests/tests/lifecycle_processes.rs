@@ -56,14 +56,8 @@ fn fastrand_u64() -> u64 {
 
 /// A `test-node` command with no `MICRO_*` variable from this environment.
 fn node(args: &[&str]) -> Command {
-    let mut cmd = Command::new(NODE);
+    let mut cmd = tests::command_without_micro_env(NODE);
     cmd.args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MICRO_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("RUST_LOG", "micro=warn");
     cmd
 }
 

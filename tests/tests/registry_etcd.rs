@@ -6,28 +6,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use micro::registry::{Action, EtcdRegistry, Node, Registry, Service};
+use micro::registry::{Action, EtcdRegistry, Registry};
 use tests::EtcdServer;
-
-fn service(name: &str, version: &str, node: &str, zone: &str) -> Service {
-    Service {
-        name: name.into(),
-        version: version.into(),
-        nodes: vec![Node {
-            id: node.into(),
-            address: "127.0.0.1:9000".into(),
-            metadata: [("zone".to_owned(), zone.to_owned())].into(),
-        }],
-        ..Default::default()
-    }
-}
-
-async fn next_event(w: &mut micro::registry::Watcher) -> micro::registry::Event {
-    tokio::time::timeout(Duration::from_secs(10), w.next())
-        .await
-        .expect("an event within 10 s")
-        .expect("the watch is open")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_list_get_watch_and_deregister() {
@@ -37,20 +17,20 @@ async fn register_list_get_watch_and_deregister() {
 
     registry
         .register(
-            &service("greeter", "1.0.0", "g-1", "a"),
+            &tests::one_node("greeter", "1.0.0", "g-1", "a"),
             Some(Duration::from_secs(30)),
         )
         .await
         .unwrap();
     registry
         .register(
-            &service("greeter", "2.0.0", "g-2", "a"),
+            &tests::one_node("greeter", "2.0.0", "g-2", "a"),
             Some(Duration::from_secs(30)),
         )
         .await
         .unwrap();
     registry
-        .register(&service("other", "1.0.0", "o-1", "a"), None)
+        .register(&tests::one_node("other", "1.0.0", "o-1", "a"), None)
         .await
         .unwrap();
 
@@ -66,31 +46,31 @@ async fn register_list_get_watch_and_deregister() {
         Err(micro::registry::RegistryError::NotFound(_))
     ));
 
-    assert_eq!(next_event(&mut watcher).await.action, Action::Create);
-    assert_eq!(next_event(&mut watcher).await.action, Action::Create);
+    assert_eq!(tests::next_event(&mut watcher).await.action, Action::Create);
+    assert_eq!(tests::next_event(&mut watcher).await.action, Action::Create);
     // A changed record is an update; the same record again only keeps its lease alive.
     registry
         .register(
-            &service("greeter", "1.0.0", "g-1", "b"),
+            &tests::one_node("greeter", "1.0.0", "g-1", "b"),
             Some(Duration::from_secs(30)),
         )
         .await
         .unwrap();
     registry
         .register(
-            &service("greeter", "1.0.0", "g-1", "b"),
+            &tests::one_node("greeter", "1.0.0", "g-1", "b"),
             Some(Duration::from_secs(30)),
         )
         .await
         .unwrap();
-    let update = next_event(&mut watcher).await;
+    let update = tests::next_event(&mut watcher).await;
     assert_eq!(update.action, Action::Update);
     assert_eq!(update.service.nodes[0].metadata["zone"], "b");
     registry
-        .deregister(&service("greeter", "1.0.0", "g-1", "b"))
+        .deregister(&tests::one_node("greeter", "1.0.0", "g-1", "b"))
         .await
         .unwrap();
-    let delete = next_event(&mut watcher).await;
+    let delete = tests::next_event(&mut watcher).await;
     assert_eq!(
         (delete.action, delete.service.nodes[0].id.as_str()),
         (Action::Delete, "g-1")
@@ -101,7 +81,7 @@ async fn register_list_get_watch_and_deregister() {
 async fn etcdctl_shows_go_micro_json() {
     let etcd = EtcdServer::start();
     let registry = EtcdRegistry::new(&etcd.endpoint);
-    let mut record = service("shippy.consignment", "1.0.0", "node-1", "a");
+    let mut record = tests::one_node("shippy.consignment", "1.0.0", "node-1", "a");
     record.endpoints.push(micro::registry::Endpoint {
         name: "Shipping.CreateConsignment".into(),
         request: Some(micro::registry::Value::named("Consignment")),
@@ -143,13 +123,8 @@ async fn etcdctl_shows_go_micro_json() {
 }
 
 fn node_process(etcd: &EtcdServer, name: &str, ttl: &str) -> std::process::Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_test-node"));
+    let mut cmd = tests::command_without_micro_env(env!("CARGO_BIN_EXE_test-node"));
     cmd.args(["serve", name]);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MICRO_") {
-            cmd.env_remove(key);
-        }
-    }
     cmd.env("MICRO_REGISTRY", "etcd")
         .env("MICRO_REGISTRY_ADDRESS", &etcd.endpoint)
         .env("MICRO_REGISTER_TTL", ttl)
@@ -178,13 +153,13 @@ async fn the_lease_expires_after_kill_9() {
     let mut watcher = registry.watch(Some("leased")).await.unwrap();
     let mut child = node_process(&etcd, "leased", "3s");
     until_registered(&registry, "leased").await;
-    assert_eq!(next_event(&mut watcher).await.action, Action::Create);
+    assert_eq!(tests::next_event(&mut watcher).await.action, Action::Create);
 
     child.kill().unwrap();
     let killed = Instant::now();
     let _ = child.wait();
     loop {
-        let event = next_event(&mut watcher).await;
+        let event = tests::next_event(&mut watcher).await;
         if event.action == Action::Delete {
             break;
         }
@@ -227,12 +202,12 @@ async fn a_registry_restart_is_survived_and_calls_use_the_cache_meanwhile() {
     until_registered(&*registry, "survivor").await;
     registry
         .register(
-            &service("late", "1", "late-1", "a"),
+            &tests::one_node("late", "1", "late-1", "a"),
             Some(Duration::from_secs(30)),
         )
         .await
         .unwrap();
-    let event = next_event(&mut watcher).await;
+    let event = tests::next_event(&mut watcher).await;
     assert_eq!(
         (event.action, event.service.name.as_str()),
         (Action::Create, "late")

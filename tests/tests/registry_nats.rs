@@ -1,31 +1,11 @@
 //! The NATS registry against a real nats-server: register, list, get, watch, expiry after
 //! kill -9, and a server restart.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use micro::registry::{Action, NatsRegistry, Node, Registry, Service};
+use micro::registry::{Action, NatsRegistry, Registry};
 use tests::NatsServer;
-
-fn service(name: &str, version: &str, node: &str, zone: &str) -> Service {
-    Service {
-        name: name.into(),
-        version: version.into(),
-        nodes: vec![Node {
-            id: node.into(),
-            address: "127.0.0.1:9000".into(),
-            metadata: [("zone".to_owned(), zone.to_owned())].into(),
-        }],
-        ..Default::default()
-    }
-}
-
-async fn next_event(w: &mut micro::registry::Watcher) -> micro::registry::Event {
-    tokio::time::timeout(Duration::from_secs(10), w.next())
-        .await
-        .expect("an event within 10 s")
-        .expect("the watch is open")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_list_get_watch_and_deregister() {
@@ -35,15 +15,21 @@ async fn register_list_get_watch_and_deregister() {
     let mut watcher = registry.watch(Some("shippy.consignment")).await.unwrap();
 
     registry
-        .register(&service("shippy.consignment", "1.0.0", "n/1", "a"), ttl)
+        .register(
+            &tests::one_node("shippy.consignment", "1.0.0", "n/1", "a"),
+            ttl,
+        )
         .await
         .unwrap();
     registry
-        .register(&service("shippy.consignment", "2.0.0", "n-2", "a"), ttl)
+        .register(
+            &tests::one_node("shippy.consignment", "2.0.0", "n-2", "a"),
+            ttl,
+        )
         .await
         .unwrap();
     registry
-        .register(&service("other", "1", "o", "a"), None)
+        .register(&tests::one_node("other", "1", "o", "a"), None)
         .await
         .unwrap();
 
@@ -56,25 +42,31 @@ async fn register_list_get_watch_and_deregister() {
     assert_eq!(registry.list_services().await.unwrap().len(), 3);
     assert!(registry.get_service("nobody").await.is_err());
 
-    assert_eq!(next_event(&mut watcher).await.action, Action::Create);
-    assert_eq!(next_event(&mut watcher).await.action, Action::Create);
+    assert_eq!(tests::next_event(&mut watcher).await.action, Action::Create);
+    assert_eq!(tests::next_event(&mut watcher).await.action, Action::Create);
     // Renewing the same record is no event; changing it is an update.
     registry
-        .register(&service("shippy.consignment", "1.0.0", "n/1", "a"), ttl)
+        .register(
+            &tests::one_node("shippy.consignment", "1.0.0", "n/1", "a"),
+            ttl,
+        )
         .await
         .unwrap();
     registry
-        .register(&service("shippy.consignment", "1.0.0", "n/1", "b"), ttl)
+        .register(
+            &tests::one_node("shippy.consignment", "1.0.0", "n/1", "b"),
+            ttl,
+        )
         .await
         .unwrap();
-    let update = next_event(&mut watcher).await;
+    let update = tests::next_event(&mut watcher).await;
     assert_eq!(update.action, Action::Update);
     assert_eq!(update.service.nodes[0].metadata["zone"], "b");
     registry
-        .deregister(&service("shippy.consignment", "1.0.0", "n/1", "b"))
+        .deregister(&tests::one_node("shippy.consignment", "1.0.0", "n/1", "b"))
         .await
         .unwrap();
-    let delete = next_event(&mut watcher).await;
+    let delete = tests::next_event(&mut watcher).await;
     assert_eq!(
         (delete.action, delete.service.nodes[0].id.as_str()),
         (Action::Delete, "n/1")
@@ -86,13 +78,8 @@ async fn an_entry_expires_after_kill_9_and_survives_a_server_restart() {
     let mut nats = NatsServer::start();
     let registry = NatsRegistry::new(nats.url.as_str());
     let mut watcher = registry.watch(Some("leased")).await.unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_test-node"));
+    let mut cmd = tests::command_without_micro_env(env!("CARGO_BIN_EXE_test-node"));
     cmd.args(["serve", "leased"]);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MICRO_") {
-            cmd.env_remove(key);
-        }
-    }
     let mut child = cmd
         .env("MICRO_REGISTRY", "nats")
         .env("MICRO_REGISTRY_ADDRESS", &nats.url)
@@ -102,7 +89,7 @@ async fn an_entry_expires_after_kill_9_and_survives_a_server_restart() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    assert_eq!(next_event(&mut watcher).await.action, Action::Create);
+    assert_eq!(tests::next_event(&mut watcher).await.action, Action::Create);
 
     // A restart of the server: the node re-registers into the stored bucket.
     nats.restart();
@@ -121,7 +108,7 @@ async fn an_entry_expires_after_kill_9_and_survives_a_server_restart() {
     let _ = child.wait();
     let mut watcher = fresh.watch(Some("leased")).await.unwrap();
     loop {
-        if next_event(&mut watcher).await.action == Action::Delete {
+        if tests::next_event(&mut watcher).await.action == Action::Delete {
             break;
         }
     }

@@ -186,19 +186,7 @@ impl Broker for EmbeddedBroker {
                         (target, Err(last))
                     }) as BoxFuture<'_, (String, Result<(), Error>)>
                 }));
-            let failed: Vec<_> = futures_util::future::join_all(deliveries)
-                .await
-                .into_iter()
-                .filter_map(|(target, r)| r.err().map(|e| (target, e)))
-                .collect();
-            if failed.is_empty() {
-                Ok(())
-            } else {
-                Err(BrokerError::NotDelivered {
-                    topic: topic.to_owned(),
-                    failed,
-                })
-            }
+            super::gather(topic, deliveries).await
         })
     }
 

@@ -101,19 +101,7 @@ impl Broker for MemoryBroker {
                 let fut = handler.handle(topic, msg.clone());
                 async move { (name, fut.await) }
             });
-            let failed: Vec<_> = futures_util::future::join_all(runs)
-                .await
-                .into_iter()
-                .filter_map(|(name, r)| r.err().map(|e| (name, e)))
-                .collect();
-            if failed.is_empty() {
-                Ok(())
-            } else {
-                Err(BrokerError::NotDelivered {
-                    topic: topic.to_owned(),
-                    failed,
-                })
-            }
+            super::gather(topic, runs).await
         })
     }
 

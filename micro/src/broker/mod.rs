@@ -379,3 +379,27 @@ pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Broker> {
         _ => Arc::new(EmbeddedBroker::new(crate::registry::from_options(opts))),
     }
 }
+
+/// Waits for every delivery of one message; fails naming each target that did not
+/// acknowledge.
+pub(crate) async fn gather<F>(
+    topic: &str,
+    deliveries: impl IntoIterator<Item = F>,
+) -> Result<(), BrokerError>
+where
+    F: Future<Output = (String, Result<(), Error>)>,
+{
+    let failed: Vec<_> = futures_util::future::join_all(deliveries)
+        .await
+        .into_iter()
+        .filter_map(|(target, r)| r.err().map(|e| (target, e)))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(BrokerError::NotDelivered {
+            topic: topic.to_owned(),
+            failed,
+        })
+    }
+}

@@ -1,11 +1,11 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
 use tokio::sync::{OnceCell, mpsc};
 
-use super::{Action, Event, Node, Registry, RegistryError, Service, Watcher};
+use super::{Action, Event, Node, Registry, RegistryError, Service, Watcher, group};
 use crate::BoxFuture;
 
 /// The key prefix of every entry: `/micro/registry/<service>/<node id>`.
@@ -62,25 +62,6 @@ fn node_key(service: &str, node: &str) -> String {
 
 fn parse(value: &[u8]) -> Option<Service> {
     serde_json::from_slice(value).ok()
-}
-
-/// Groups one-node records into services by (name, version).
-fn group(records: impl IntoIterator<Item = Service>) -> Vec<Service> {
-    let mut by: BTreeMap<(String, String), Service> = BTreeMap::new();
-    for record in records {
-        let key = (record.name.clone(), record.version.clone());
-        let entry = by.entry(key).or_insert_with(|| Service {
-            nodes: Vec::new(),
-            ..record.clone()
-        });
-        entry.nodes.extend(record.nodes);
-    }
-    by.into_values()
-        .map(|mut s| {
-            s.nodes.sort_by(|a, b| a.id.cmp(&b.id));
-            s
-        })
-        .collect()
 }
 
 impl EtcdRegistry {
@@ -190,15 +171,7 @@ impl Registry for EtcdRegistry {
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
-            if service.name.is_empty() {
-                return Err(RegistryError::Invalid("service has no name".into()));
-            }
-            if service.nodes.is_empty() {
-                return Err(RegistryError::Invalid(format!(
-                    "service {} has no nodes",
-                    service.name
-                )));
-            }
+            super::validate(service)?;
             for node in &service.nodes {
                 self.register_node(service, node, ttl).await?;
             }

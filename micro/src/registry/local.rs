@@ -341,15 +341,7 @@ impl Registry for LocalRegistry {
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
-            if service.name.is_empty() {
-                return Err(RegistryError::Invalid("service has no name".into()));
-            }
-            if service.nodes.is_empty() {
-                return Err(RegistryError::Invalid(format!(
-                    "service {} has no nodes",
-                    service.name
-                )));
-            }
+            super::validate(service)?;
             let expires_at_ms = ttl.map(|ttl| {
                 now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
             });

@@ -112,15 +112,7 @@ impl Registry for MemoryRegistry {
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
-            if service.name.is_empty() {
-                return Err(RegistryError::Invalid("service has no name".into()));
-            }
-            if service.nodes.is_empty() {
-                return Err(RegistryError::Invalid(format!(
-                    "service {} has no nodes",
-                    service.name
-                )));
-            }
+            super::validate(service)?;
             let now = Instant::now();
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             state.expire(now);

@@ -339,3 +339,38 @@ pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Registry> {
         },
     }
 }
+
+/// Refuses records no backend can store: no name, or no node.
+pub(crate) fn validate(service: &Service) -> Result<(), RegistryError> {
+    if service.name.is_empty() {
+        return Err(RegistryError::Invalid("service has no name".into()));
+    }
+    if service.nodes.is_empty() {
+        return Err(RegistryError::Invalid(format!(
+            "service {} has no nodes",
+            service.name
+        )));
+    }
+    Ok(())
+}
+
+/// Groups one-node records into services by (name, version), nodes sorted by id: how
+/// backends that store one entry per node answer `get_service` and `list_services`.
+#[cfg(any(feature = "etcd", feature = "nats"))]
+pub(crate) fn group(records: impl IntoIterator<Item = Service>) -> Vec<Service> {
+    let mut by: std::collections::BTreeMap<(String, String), Service> = Default::default();
+    for record in records {
+        let key = (record.name.clone(), record.version.clone());
+        let entry = by.entry(key).or_insert_with(|| Service {
+            nodes: Vec::new(),
+            ..record.clone()
+        });
+        entry.nodes.extend(record.nodes);
+    }
+    by.into_values()
+        .map(|mut s| {
+            s.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+            s
+        })
+        .collect()
+}

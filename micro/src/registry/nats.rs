@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, kv};
@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, mpsc};
 
-use super::{Action, Event, Registry, RegistryError, Service, Watcher};
+use super::{Action, Event, Registry, RegistryError, Service, Watcher, group};
 use crate::BoxFuture;
 
 /// The JetStream key-value bucket holding the registry.
@@ -90,24 +90,6 @@ fn live(value: &[u8], now: u64) -> Option<Service> {
         Some(at) if at <= now => None,
         _ => Some(entry.service),
     }
-}
-
-fn group(records: impl IntoIterator<Item = Service>) -> Vec<Service> {
-    let mut by: BTreeMap<(String, String), Service> = BTreeMap::new();
-    for record in records {
-        let k = (record.name.clone(), record.version.clone());
-        let entry = by.entry(k).or_insert_with(|| Service {
-            nodes: Vec::new(),
-            ..record.clone()
-        });
-        entry.nodes.extend(record.nodes);
-    }
-    by.into_values()
-        .map(|mut s| {
-            s.nodes.sort_by(|a, b| a.id.cmp(&b.id));
-            s
-        })
-        .collect()
 }
 
 impl NatsRegistry {
@@ -197,15 +179,7 @@ impl Registry for NatsRegistry {
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
-            if service.name.is_empty() {
-                return Err(RegistryError::Invalid("service has no name".into()));
-            }
-            if service.nodes.is_empty() {
-                return Err(RegistryError::Invalid(format!(
-                    "service {} has no nodes",
-                    service.name
-                )));
-            }
+            super::validate(service)?;
             let store = self.store().await?;
             let expires_at_ms = ttl.map(|t| now_ms() + t.as_millis() as u64);
             for node in &service.nodes {
