@@ -126,3 +126,60 @@ impl From<io::Error> for ReadError {
         ReadError::Io(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::codec::ContentType;
+
+    /// Regression: the size check once peeked at a "length" in the middle of a frame whose
+    /// head had already been consumed, desynchronising the stream when a frame arrived in
+    /// pieces. Feed frames split at every kind of point and expect them whole, in order.
+    #[test]
+    fn frames_split_at_any_point_decode_whole_and_in_order() {
+        let mut stream = BytesMut::new();
+        for id in 0..200u64 {
+            Outgoing::Reply {
+                id,
+                content_type: ContentType::Bincode,
+                body: Bytes::from(vec![id as u8; (id as usize * 37) % 5000]),
+            }
+            .encode(&mut stream);
+        }
+        let stream = stream.freeze();
+        for step in [1, 3, 7, 64, 1000, 4093] {
+            let mut codec = LengthPrefixed { max: 1 << 20 };
+            let mut buf = BytesMut::new();
+            let mut next = 0u64;
+            for chunk in stream.chunks(step) {
+                buf.extend_from_slice(chunk);
+                while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                    match Frame::decode(frame.freeze()).unwrap() {
+                        Frame::Reply { id, body, .. } => {
+                            assert_eq!(id, next, "step {step}");
+                            assert_eq!(body.len(), (id as usize * 37) % 5000);
+                            next += 1;
+                        }
+                        other => panic!("step {step}: {other:?}"),
+                    }
+                }
+            }
+            assert_eq!(next, 200, "step {step}");
+        }
+    }
+
+    #[test]
+    fn an_oversized_frame_is_reported_with_its_length_before_it_is_buffered() {
+        let mut codec = LengthPrefixed { max: 1024 };
+        let mut buf = BytesMut::from(&5000u32.to_be_bytes()[..]);
+        match codec.decode(&mut buf) {
+            Err(ReadError::TooLarge {
+                len: 5000,
+                max: 1024,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
