@@ -46,11 +46,26 @@
 //! # Guides
 //!
 //! - [Writing handlers](docs::handlers): which methods become endpoints, their shapes,
-//!   context, errors, and what the macro rejects.
+//!   context, errors, event handlers (`#[micro::subscribe]`), idempotent handlers, and what
+//!   the macros reject.
 //! - [Actors and back-pressure](docs::actors): mailboxes, workers, overload, deadlines and
 //!   panics.
-//! - The [wire format](wire) and the pluggable parts: [`transport`], [`codec`],
-//!   [`registry`], [`selector`], [`middleware`].
+//! - [Configuration](config): the `MICRO_*` variables and `--flags`, and what a service does
+//!   from start to shutdown ([`Service::run`]).
+//! - [Calls](client): discovery cache, selection, outlier ejection, retries, the in-process
+//!   fast path.
+//! - [Events](broker): the brokers and what each guarantees.
+//! - The [wire format](wire) and the pluggable parts: [`registry`] (host-local default,
+//!   memory, etcd, NATS), [`selector`], [`transport`], [`codec`], [`middleware`].
+//!
+//! # Cargo features
+//!
+//! | feature | adds |
+//! |---------|------|
+//! | `etcd` | [`registry::EtcdRegistry`] (`MICRO_REGISTRY=etcd`); building needs `protoc` |
+//! | `nats` | [`registry::NatsRegistry`] and [`broker::NatsBroker`] (`MICRO_REGISTRY=nats`, `MICRO_BROKER=nats` or `jetstream`) |
+//!
+//! The default build needs no server and no system library.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

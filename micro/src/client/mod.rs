@@ -10,6 +10,23 @@
 //! [`ClientBuilder::fast_path`] (or address a node explicitly with [`Call::node`]) to exercise
 //! the full wire path, as tests of the wire do.
 //!
+//! For a call over the network, the client:
+//!
+//! 1. looks the service up in the registry, reusing the answer for a second, and keeping the
+//!    last answer (with a warning) while the registry is unreachable;
+//! 2. keeps the nodes whose record lists the endpoint and that pass the call's filters
+//!    ([`Call::version`], [`Call::node_metadata`]);
+//! 3. leaves out nodes ejected after a refused or lost connection or a timed-out attempt
+//!    (10 s, doubling on each repeat up to 5 minutes, ended by a success;
+//!    [`ClientBuilder::ejection`]), unless no other node remains;
+//! 4. lets the [selector](crate::selector) pick one (random by default; least outstanding
+//!    requests sends fewer calls to slow nodes);
+//! 5. on failure, retries on another node (up to [`ClientBuilder::retries`], default 1,
+//!    with jittered backoff inside the call's deadline) what provably did not run: refused
+//!    connections, a connection closing before the request was sent, `overloaded` rejections.
+//!    A call that may have run (the connection broke after sending) is retried only when it
+//!    is [idempotent](Call::idempotent).
+//!
 //! ```
 //! use std::time::Duration;
 //! use micro::prelude::*;
