@@ -56,6 +56,7 @@
 //! # service.stop().await; Ok(()) }
 //! ```
 
+mod cache;
 mod call;
 mod conn;
 mod pool;
@@ -69,7 +70,7 @@ use std::time::{Duration, Instant};
 use crate::broker::Broker;
 use crate::codec::ContentType;
 use crate::middleware::{Chain, Middleware, Request};
-use crate::registry::{self, Node, Registry, RegistryError};
+use crate::registry::{self, Node, Registry};
 use crate::selector::{Random, Selector};
 use crate::server::{HEADER_ALLOWANCE, local};
 use crate::transport::{Memory, Tcp, Transport};
@@ -85,11 +86,10 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    registry: Arc<dyn Registry>,
     broker: Option<Arc<dyn Broker>>,
     selector: Arc<dyn Selector>,
     pool: pool::Pool,
-    nodes: dashmap::DashMap<Arc<str>, (Instant, Arc<[registry::Service]>)>,
+    cache: Arc<cache::Cache>,
     ejected: dashmap::DashMap<String, Ejection>,
     ejection: Duration,
     retries: u32,
@@ -132,9 +132,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Retries of a call that provably did not run, when none is set: 1, as go-micro.
 pub const DEFAULT_RETRIES: u32 = 1;
-
-/// How long a registry lookup is reused before asking the registry again.
-const NODE_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// The `MICRO_*` variables of this process apply: `MICRO_CLIENT_REQUEST_TIMEOUT`,
 /// `MICRO_CLIENT_RETRIES`, `MICRO_CLIENT_POOL_SIZE`, and the registry settings.
@@ -241,11 +238,10 @@ impl ClientBuilder {
     pub fn build(self) -> Client {
         Client {
             inner: Arc::new(Inner {
-                registry: self.registry,
                 broker: self.broker,
                 selector: self.selector,
                 pool: pool::Pool::new(self.per_node, self.max_frame),
-                nodes: dashmap::DashMap::new(),
+                cache: Arc::new(cache::Cache::new(self.registry)),
                 ejected: dashmap::DashMap::new(),
                 ejection: self.ejection,
                 retries: self.retries,
@@ -298,7 +294,7 @@ impl Client {
     /// assert!(["local", "memory"].contains(&micro::Client::new().registry().name()));
     /// ```
     pub fn registry(&self) -> &Arc<dyn Registry> {
-        &self.inner.registry
+        self.inner.cache.registry()
     }
 
     /// The default timeout of calls made through this client.
@@ -561,37 +557,7 @@ impl Client {
         opts: &CallOptions,
         tried: &[String],
     ) -> Result<Node, Error> {
-        let cached = self.inner.nodes.get(service).map(|e| (e.0, e.1.clone()));
-        let services = match cached {
-            Some((at, services)) if at.elapsed() < NODE_CACHE_TTL => services,
-            stale => match self.inner.registry.get_service(service).await {
-                Ok(versions) => {
-                    let services: Arc<[registry::Service]> = versions.into();
-                    self.inner
-                        .nodes
-                        .insert(service.clone(), (Instant::now(), services.clone()));
-                    services
-                }
-                Err(RegistryError::NotFound(_)) => {
-                    return Err(Error::not_found(
-                        "micro.client",
-                        format_args!("service {service} not found"),
-                    ));
-                }
-                // The registry is unreachable: keep serving what we knew, and say so.
-                Err(e) => match stale {
-                    Some((at, services)) => {
-                        tracing::warn!(
-                            %service,
-                            "registry unreachable ({e}); using nodes last seen {:?} ago",
-                            at.elapsed()
-                        );
-                        services
-                    }
-                    None => return Err(e.into()),
-                },
-            },
-        };
+        let services = self.inner.cache.lookup(service).await?;
         let serving: Vec<&registry::Service> = services
             .iter()
             // Records that list endpoints must list this one (a rolling deploy may add it).
@@ -670,11 +636,7 @@ impl Client {
     /// Marks the cached nodes of `service` as old, so the next call asks the registry (they
     /// stay as a fallback while the registry is unreachable).
     fn forget(&self, service: &str) {
-        if let Some(mut entry) = self.inner.nodes.get_mut(service) {
-            entry.0 = Instant::now()
-                .checked_sub(NODE_CACHE_TTL)
-                .unwrap_or(entry.0);
-        }
+        self.inner.cache.expire(service);
     }
 }
 
