@@ -20,8 +20,8 @@
 //! | `MICRO_SERVER_METADATA` | `--server_metadata` | `key=value`, comma-separated (the flag may repeat) |
 //! | `MICRO_SERVER_DRAIN` | `--server_drain` | how long to keep serving after deregistering, on shutdown |
 //! | `MICRO_SERVER_SHUTDOWN_TIMEOUT` | `--server_shutdown_timeout` | longest wait for in-flight calls on shutdown |
-//! | `MICRO_REGISTRY` | `--registry` | `local` (default), `memory`; with features: `etcd`, `nats` |
-//! | `MICRO_REGISTRY_ADDRESS` | `--registry_address` | backend address; for `local`, the directory |
+//! | `MICRO_REGISTRY` | `--registry` | `local` (default), `memory`; with features: `etcd`, `mdns`, `nats` |
+//! | `MICRO_REGISTRY_ADDRESS` | `--registry_address` | backend address; for `local`, the directory; for `mdns`, `loopback` keeps it on 127.0.0.1 |
 //! | `MICRO_REGISTER_TTL` | `--register_ttl` | registration lifetime |
 //! | `MICRO_REGISTER_INTERVAL` | `--register_interval` | re-registration period (must be below the TTL) |
 //! | `MICRO_CLIENT_REQUEST_TIMEOUT` | `--client_request_timeout` | default call timeout |
@@ -159,6 +159,8 @@ pub const REGISTRIES: &[&str] = &[
     "memory",
     #[cfg(feature = "etcd")]
     "etcd",
+    #[cfg(feature = "mdns")]
+    "mdns",
     #[cfg(feature = "nats")]
     "nats",
 ];

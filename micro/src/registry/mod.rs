@@ -10,6 +10,7 @@
 //! |---------|-------|
 //! | [`MemoryRegistry`] | one process (the default for now) |
 //! | [`LocalRegistry`] | processes of one user on one machine, through files in a directory |
+//! | `MdnsRegistry` (feature `mdns`) | processes on one network link, by multicast DNS; no server |
 //!
 //! ```
 //! use micro::registry::{MemoryRegistry, Node, Registry, Service};
@@ -32,6 +33,9 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 mod etcd;
 mod local;
+#[cfg(feature = "mdns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mdns")))]
+mod mdns;
 mod memory;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
@@ -41,6 +45,9 @@ mod nats;
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub use etcd::{EtcdRegistry, PREFIX as ETCD_PREFIX};
 pub use local::LocalRegistry;
+#[cfg(feature = "mdns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mdns")))]
+pub use mdns::{MdnsRegistry, SERVICE_TYPE as MDNS_SERVICE_TYPE};
 pub use memory::MemoryRegistry;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
@@ -333,6 +340,9 @@ pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Registry> {
         Some("etcd") => Arc::new(EtcdRegistry::new(
             opts.registry_address.as_deref().unwrap_or("127.0.0.1:2379"),
         )),
+        // One per process and mode: each is an mDNS daemon answering for its nodes.
+        #[cfg(feature = "mdns")]
+        Some("mdns") => mdns::shared(opts.registry_address.as_deref()),
         _ => match &opts.registry_address {
             Some(dir) => Arc::new(LocalRegistry::at(dir)),
             None => LOCAL.clone(),
@@ -356,7 +366,7 @@ pub(crate) fn validate(service: &Service) -> Result<(), RegistryError> {
 
 /// Groups one-node records into services by (name, version), nodes sorted by id: how
 /// backends that store one entry per node answer `get_service` and `list_services`.
-#[cfg(any(feature = "etcd", feature = "nats"))]
+#[cfg(any(feature = "etcd", feature = "mdns", feature = "nats"))]
 pub(crate) fn group(records: impl IntoIterator<Item = Service>) -> Vec<Service> {
     let mut by: std::collections::BTreeMap<(String, String), Service> = Default::default();
     for record in records {
