@@ -1,0 +1,191 @@
+//! `micro api`: the HTTP gateway.
+//!
+//! `POST /{service}/{endpoint}` with a JSON body calls the endpoint and answers with its JSON
+//! reply. Every failure answers with micro's error JSON and the error's code as the HTTP
+//! status: a body that is not JSON is 400, a service outside `--allow` 403, an unknown
+//! service or endpoint 404, a body over `--body_limit` 413, a call past `--timeout` 408.
+//! `GET /health` is 200 while the registry answers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use micro::registry::Registry;
+use micro::{Client, Error};
+
+use crate::Failure;
+use crate::cli::ApiArgs;
+use crate::env::Env;
+use crate::http::{call_endpoint, error_response, json_response};
+
+const ID: &str = "micro.api";
+
+#[derive(Clone, Debug)]
+struct Gateway {
+    client: Client,
+    registry: Arc<dyn Registry>,
+    timeout: Option<Duration>,
+    /// `None`: every service.
+    allow: Option<Arc<HashSet<String>>>,
+}
+
+/// Serves the gateway until Ctrl-C or SIGTERM.
+pub(crate) async fn run(env: Env, args: ApiArgs) -> Result<(), Failure> {
+    let cors = Cors::new(&args.cors)?;
+    let gateway = Gateway {
+        client: env.client,
+        registry: env.registry,
+        timeout: args.timeout,
+        allow: (!args.allow.is_empty()).then(|| Arc::new(args.allow.into_iter().collect())),
+    };
+    let mut app = Router::new()
+        .route("/health", get(health))
+        .route("/{service}/{endpoint}", post(call))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(args.body_limit))
+        .with_state(gateway);
+    if let Some(cors) = cors {
+        app = app.layer(middleware::from_fn_with_state(Arc::new(cors), cors_layer));
+    }
+    crate::http::serve("api", &args.address, app).await
+}
+
+async fn call(
+    State(gw): State<Gateway>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Path((service, endpoint)) = match path {
+        Ok(path) => path,
+        Err(e) => return error_response(&Error::bad_request(ID, e.body_text())),
+    };
+    if let Some(allow) = &gw.allow {
+        if !allow.contains(&service) {
+            return error_response(&Error::forbidden(
+                ID,
+                format_args!("service {service} is not exposed by this gateway"),
+            ));
+        }
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
+    };
+    call_endpoint(&gw.client, ID, &service, &endpoint, &body, gw.timeout).await
+}
+
+async fn health(State(gw): State<Gateway>) -> Response {
+    match gw.registry.list_services().await {
+        Ok(_) => json_response(
+            StatusCode::OK,
+            format!(r#"{{"status":"ok","registry":"{}"}}"#, gw.registry.name()),
+        ),
+        Err(e) => error_response(&e.into()),
+    }
+}
+
+async fn not_found(request: Request) -> Response {
+    error_response(&Error::not_found(
+        ID,
+        format_args!(
+            "no route for {} {}: call endpoints with POST /{{service}}/{{endpoint}}",
+            request.method(),
+            request.uri().path()
+        ),
+    ))
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    error_response(&Error::new(
+        ID,
+        405,
+        format_args!("{} is not allowed here: use POST", request.method()),
+    ))
+}
+
+/// Which origins may call the gateway from a browser.
+#[derive(Debug)]
+struct Cors {
+    any: bool,
+    origins: Vec<HeaderValue>,
+}
+
+impl Cors {
+    /// `None` when no origin is allowed: then no CORS header is ever sent.
+    fn new(origins: &[String]) -> Result<Option<Self>, Failure> {
+        if origins.is_empty() {
+            return Ok(None);
+        }
+        let any = origins.iter().any(|o| o == "*");
+        let origins = origins
+            .iter()
+            .filter(|o| *o != "*")
+            .map(|o| {
+                HeaderValue::from_str(o.trim_end_matches('/'))
+                    .map_err(|_| Failure::Usage(format!("--cors: `{o}` is not an origin")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Self { any, origins }))
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, if allowed.
+    fn allow(&self, origin: &HeaderValue) -> Option<HeaderValue> {
+        if self.any {
+            Some(HeaderValue::from_static("*"))
+        } else {
+            self.origins.iter().find(|o| *o == origin).cloned()
+        }
+    }
+}
+
+async fn cors_layer(State(cors): State<Arc<Cors>>, request: Request, next: Next) -> Response {
+    let allowed = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|origin| cors.allow(origin));
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let mut response = Response::new(axum::body::Body::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        if allowed.is_some() {
+            let headers = response.headers_mut();
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST, OPTIONS"),
+            );
+            let asked = request
+                .headers()
+                .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("content-type"));
+            headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
+            headers.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+        }
+        response
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    if let Some(allowed) = allowed {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+    }
+    if !cors.any {
+        headers.append(header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
+}

@@ -1,0 +1,137 @@
+//! `micro web` in a real browser (headless Chromium) against a real service process, and
+//! its JSON routes over plain HTTP.
+
+mod support;
+
+use std::path::PathBuf;
+
+use support::cdp::Browser;
+use support::{World, get, post};
+
+/// Where the screenshot of the last step is kept, to look at.
+fn screenshot_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web_dashboard.png")
+}
+
+#[test]
+fn the_dashboard_lists_a_running_service_and_its_call_form_returns_the_real_reply() {
+    let world = World::new();
+    let service = world.demo("demo");
+    let (_web, url) = world.serve(&["web", "--address", "127.0.0.1:0"]);
+    let mut browser = Browser::launch(1280, 900);
+
+    // The front page lists the service, and its live numbers arrive from Debug.Stats.
+    browser.navigate(&format!("{url}/"));
+    browser.wait_until(
+        "the demo service card",
+        "[...document.querySelectorAll('a.card.service h2')].some(h => h.textContent === 'demo')",
+    );
+    browser.wait_until(
+        "the card's health dot to turn green",
+        "document.querySelector('a.card.service .dot.ok')",
+    );
+    assert_eq!(browser.text("a.card.service .chip"), "1.0.0");
+    assert!(
+        browser.text("main").contains("demo.events"),
+        "topics listed"
+    );
+
+    // A person clicks through to the service.
+    browser.click("a.card.service");
+    browser.wait_until(
+        "the service page",
+        "location.pathname === '/service/demo' && document.getElementById('call-form')",
+    );
+    let endpoints = browser.text("table.endpoints");
+    for expected in ["Greeter.Hello", "HelloRequest", "HelloReply", "Debug.Stats"] {
+        assert!(endpoints.contains(expected), "{expected} in {endpoints}");
+    }
+    let node_address = world.addresses("demo").remove(0);
+    assert!(browser.text("table.nodes").contains(&node_address));
+
+    // A failing call shows the service's error and its status.
+    browser.click("[data-try='Greeter.Fail']");
+    browser.type_into("#request", "409");
+    browser.click("#call-button");
+    browser.wait_until(
+        "the error reply",
+        "document.getElementById('reply-status').textContent === '409 Conflict'",
+    );
+    assert!(
+        browser
+            .text("#reply-body")
+            .contains("failing with 409 as asked")
+    );
+
+    // Then a call that works: the reply is the service's own, from the other process.
+    browser.click("[data-try='Greeter.Hello']");
+    browser.type_into("#request", r#"{"name": "Chromium"}"#);
+    browser.click("#call-button");
+    browser.wait_until(
+        "the reply",
+        "document.getElementById('reply-body').textContent.includes('Hello, Chromium!')",
+    );
+    assert_eq!(browser.text("#reply-status"), "200 OK");
+    let reply: serde_json::Value =
+        serde_json::from_str(&browser.text("#reply-body")).expect("the reply is JSON");
+    assert_eq!(reply["message"], "Hello, Chromium!");
+    assert_eq!(reply["count"], 1);
+
+    // Live stats count both calls, per handler, and draw the rate.
+    browser.wait_until(
+        "the live stats to count both calls",
+        "document.querySelector('.live [data-k=calls]').textContent === '2' \
+         && document.querySelector('.live [data-k=errors]').textContent === '1' \
+         && document.querySelector('.spark polyline').getAttribute('points') !== ''",
+    );
+    assert!(browser.text(".live .handlers").contains("Greeter"));
+
+    let path = screenshot_path();
+    browser.screenshot(&path);
+    eprintln!("screenshot: {}", path.display());
+    assert!(std::fs::metadata(&path).expect("screenshot").len() > 10_000);
+
+    // When the service goes away, the page says so rather than going blank.
+    drop(service);
+    browser.wait_until(
+        "the health dot to turn red",
+        "document.querySelector('.title-row .dot.bad')",
+    );
+}
+
+#[test]
+fn the_dashboard_json_routes_answer_and_unknown_pages_are_404() {
+    let world = World::new();
+    let _a = world.demo("demo");
+    let _b = world.demo("demo");
+    let (_web, url) = world.serve(&["web", "--address", "127.0.0.1:0"]);
+
+    let reply = post(&url, "/api/call/demo/Greeter.Hello", r#"{"name":"Ada"}"#);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["message"], "Hello, Ada!");
+    post(&url, "/api/call/demo/Greeter.Hello", "{").error(400);
+    post(&url, "/api/call/nope/Greeter.Hello", "{}").error(404);
+    post(&url, "/api/call/demo/Greeter.Nope", "{}").error(404);
+
+    let stats = get(&url, "/api/stats/demo");
+    assert_eq!(stats.status, 200, "{stats:?}");
+    let nodes = stats.json();
+    assert_eq!(nodes.as_array().expect("one report per node").len(), 2);
+    let calls: u64 = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["reply"]["calls"].as_u64().expect("calls"))
+        .sum();
+    assert_eq!(calls, 1);
+    get(&url, "/api/stats/nope").error(404);
+
+    let page = get(&url, "/service/nope");
+    assert_eq!(page.status, 404);
+    assert!(page.body.contains("No node of service nope is registered."));
+    assert_eq!(get(&url, "/nothing/here").status, 404);
+    assert_eq!(get(&url, "/health").status, 200);
+    let css = get(&url, "/assets/style.css");
+    assert_eq!(css.status, 200);
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+}
