@@ -99,9 +99,12 @@ pub fn registry() -> Arc<dyn micro::registry::Registry> {
     REGISTRY.clone()
 }
 
-/// A service on the test registry, stopping without a drain period.
+/// A service on the test registry, stopping without a drain period. It reads no `MICRO_*`
+/// variable (they would override its registry), so in-process tests are the same whatever
+/// the environment, CI's included.
 pub fn service(name: &str) -> Service {
     Service::new(name)
+        .options(micro::config::Options::default())
         .registry(registry())
         .drain(Duration::ZERO)
 }

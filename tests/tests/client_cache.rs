@@ -59,6 +59,7 @@ impl Pid {
 
 async fn start(registry: &Arc<Counting>, id: u32) -> micro::RunningService {
     micro::Service::new("cached")
+        .options(micro::config::Options::default())
         .registry(registry.clone())
         .drain(Duration::ZERO)
         .handle(Pid(id))
