@@ -81,8 +81,13 @@ impl Tally {
 
     /// Records a call sent at `sent` that answered at `done`.
     pub fn record(&mut self, sent: Instant, done: Instant) {
-        self.calls += 1;
         let nanos = u64::try_from((done - sent).as_nanos()).unwrap_or(u64::MAX);
+        self.record_nanos(nanos);
+    }
+
+    /// Records a latency measured some other way (across processes, say), in nanoseconds.
+    pub fn record_nanos(&mut self, nanos: u64) {
+        self.calls += 1;
         self.latency.saturating_record(nanos.max(1));
     }
 

@@ -1,5 +1,6 @@
 //! Load generator: micro's echo service against a plain-TCP echo baseline, both served by a
-//! child process so client and server costs can be told apart.
+//! child process so client and server costs can be told apart; then publish → handler
+//! through each broker (memory, embedded, NATS core), see [`benches::pubsub`].
 //!
 //! ```text
 //! cargo run --release -p benches --bin loadgen                 # full run, about a minute
@@ -7,22 +8,27 @@
 //! cargo run --release -p benches --bin loadgen -- --secs 0.5   # or LOADGEN_SECS=0.5
 //! cargo run --release -p benches --bin loadgen -- --only micro # one side, for profiling
 //! cargo run --release -p benches --bin loadgen -- --payload 65536 --cell 1x1024
+//! cargo run --release -p benches --bin loadgen -- --pubsub-only # the brokers alone
 //! ```
 //!
 //! The child is this same binary run as `loadgen serve`. It prints the two addresses it
-//! listens on; it exits when killed or when its stdin closes (so it never outlives us).
+//! listens on; it exits when killed or when its stdin closes (so it never outlives us). The
+//! embedded broker's subscriber is another such child, `loadgen subscribe embedded DIR`.
+//! `--only` (a profiling aid) runs no pub/sub; `--payload` and `--cell` apply to the RPC
+//! tables only, `--broker` (repeatable) to the pub/sub section only.
 
 use std::error::Error;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use benches::cpu::Sample;
-use benches::raw;
+use benches::process::KillOnDrop;
 use benches::tally::{Tally, Window};
-use benches::{Echo, EchoClient, payload};
+use benches::{Echo, EchoClient, payload, size_name};
+use benches::{pubsub, raw};
 use bytes::Bytes;
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -32,15 +38,33 @@ const WARMUP: Duration = Duration::from_millis(200);
 const STARTUP: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "usage: loadgen [--quick] [--secs SECONDS] [--only micro|raw] \
-[--payload BYTES]... [--cell CONNSxIN_FLIGHT]...   (or LOADGEN_SECS=SECONDS)";
+[--payload BYTES]... [--cell CONNSxIN_FLIGHT]... [--pubsub-only] [--broker memory|embedded|nats]... \
+(or LOADGEN_SECS=SECONDS)";
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("serve") {
-        return serve().await;
+    match args.first().map(String::as_str) {
+        Some("serve") => return serve().await,
+        Some("subscribe") => return pubsub::serve_subscriber(&args[1..]).await,
+        _ => {}
     }
     let plan = Plan::from_args(&args)?;
+    if plan.rpc {
+        rpc(&plan).await?;
+    }
+    if let Some(pubsub) = &plan.pubsub {
+        let run = pubsub::run(pubsub, &plan.brokers).await;
+        pubsub::print_table(&run, pubsub);
+        if run.rows.iter().any(pubsub::Row::failed) {
+            return Err("some pub/sub measurements failed (see the table)".into());
+        }
+    }
+    Ok(())
+}
+
+/// The RPC tables: micro against the raw baseline.
+async fn rpc(plan: &Plan) -> Result<(), BoxError> {
     let server = Server::spawn().await?;
     eprintln!(
         "server pid {}: micro on {}, raw on {}",
@@ -51,10 +75,10 @@ async fn main() -> Result<(), BoxError> {
     for &size in &plan.payloads {
         let body = payload(size);
         let micro = plan
-            .run(Only::Micro, micro_latency(&server, &body, &plan))
+            .run(Only::Micro, micro_latency(&server, &body, plan))
             .await?;
         let raw = plan
-            .run(Only::Raw, raw_latency(&server, &body, &plan))
+            .run(Only::Raw, raw_latency(&server, &body, plan))
             .await?;
         rows.push(progress(Row::new(size, Mode::Latency, 1, 1, micro, raw)));
         for &(conns, in_flight) in &plan.cells {
@@ -72,7 +96,7 @@ async fn main() -> Result<(), BoxError> {
             )));
         }
     }
-    print_tables(&rows, &plan);
+    print_tables(&rows, plan);
     Ok(())
 }
 
@@ -86,6 +110,12 @@ struct Plan {
     /// Measurement length of each throughput cell.
     length: Duration,
     only: Option<Only>,
+    /// Whether to run the RPC tables (not with `--pubsub-only`).
+    rpc: bool,
+    /// The pub/sub section, unless `--only` asked for one RPC side.
+    pubsub: Option<pubsub::Plan>,
+    /// The brokers it measures.
+    brokers: Vec<pubsub::Kind>,
 }
 
 /// One side alone, so a profiler sees only its work.
@@ -97,9 +127,9 @@ enum Only {
 
 impl Plan {
     fn from_args(args: &[String]) -> Result<Self, BoxError> {
-        let mut quick = false;
+        let (mut quick, mut pubsub_only) = (false, false);
         let mut only = None;
-        let (mut payloads, mut cells) = (Vec::new(), Vec::new());
+        let (mut payloads, mut cells, mut brokers) = (Vec::new(), Vec::new(), Vec::new());
         let mut secs = match std::env::var("LOADGEN_SECS") {
             Ok(s) => Some(parse_secs(&s)?),
             Err(_) => None,
@@ -108,6 +138,12 @@ impl Plan {
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
+                "--pubsub-only" => pubsub_only = true,
+                "--broker" => {
+                    let value = args.next().ok_or(USAGE)?;
+                    let kind = pubsub::Kind::ALL.into_iter().find(|k| k.name() == value);
+                    brokers.push(kind.ok_or_else(|| format!("unknown broker {value:?}\n{USAGE}"))?);
+                }
                 "--secs" => {
                     let value = args.next().ok_or(USAGE)?;
                     secs = Some(parse_secs(value)?);
@@ -137,7 +173,15 @@ impl Plan {
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
             }
         }
+        if pubsub_only && only.is_some() {
+            return Err(format!("--pubsub-only runs no RPC side: drop --only\n{USAGE}").into());
+        }
         let length = Duration::from_secs_f64(secs.unwrap_or(1.0));
+        let pubsub = match (only, quick) {
+            (Some(_), _) => None,
+            (None, true) => Some(pubsub::Plan::quick(length)),
+            (None, false) => Some(pubsub::Plan::full(length)),
+        };
         let mut plan = if quick {
             Plan {
                 payloads: vec![16],
@@ -146,6 +190,9 @@ impl Plan {
                 latency_calls: 2_000,
                 length,
                 only,
+                rpc: !pubsub_only,
+                pubsub,
+                brokers: pubsub::Kind::ALL.to_vec(),
             }
         } else {
             Plan {
@@ -158,6 +205,9 @@ impl Plan {
                 latency_calls: 10_000,
                 length,
                 only,
+                rpc: !pubsub_only,
+                pubsub,
+                brokers: pubsub::Kind::ALL.to_vec(),
             }
         };
         if !payloads.is_empty() {
@@ -165,6 +215,9 @@ impl Plan {
         }
         if !cells.is_empty() {
             plan.cells = cells;
+        }
+        if !brokers.is_empty() {
+            plan.brokers = brokers;
         }
         Ok(plan)
     }
@@ -223,7 +276,7 @@ async fn serve() -> Result<(), BoxError> {
 /// The child process; killed when dropped, so an error or panic here does not leave it
 /// running.
 struct Server {
-    child: Child,
+    _child: KillOnDrop,
     pid: u32,
     micro: Arc<str>,
     raw: SocketAddr,
@@ -231,16 +284,18 @@ struct Server {
 
 impl Server {
     async fn spawn() -> Result<Self, BoxError> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("serve")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("child has no stdout")?;
+        let mut child = KillOnDrop(
+            Command::new(std::env::current_exe()?)
+                .arg("serve")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()?,
+        );
+        let stdout = child.0.stdout.take().ok_or("child has no stdout")?;
         let pid = child.id();
         let mut guard = Server {
-            child,
+            _child: child,
             pid,
             micro: "".into(),
             raw: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -270,13 +325,6 @@ fn read_addresses(stdout: impl Read) -> Result<(String, SocketAddr), BoxError> {
         }
     }
     Err("the server process exited before printing its addresses".into())
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One side (micro or raw) of one cell.
@@ -501,14 +549,6 @@ impl Row {
 
     fn errors(&self) -> u64 {
         self.micro.tally.errors + self.raw.tally.errors
-    }
-}
-
-fn size_name(bytes: usize) -> String {
-    if bytes >= 1024 && bytes.is_multiple_of(1024) {
-        format!("{} KiB", bytes / 1024)
-    } else {
-        format!("{bytes} B")
     }
 }
 
