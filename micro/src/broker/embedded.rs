@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Broker, BrokerError, EventHandler, Message, SubscribeOptions, Subscription};
 use crate::config::Options;
 use crate::handler::{EndpointDef, Handler, HandlerDef};
-use crate::registry::{Node, Registry, RegistryError, Service as Record};
+use crate::registry::{Node, Registry, Service as Record};
 use crate::{BoxFuture, Client, Context, Error, Payload, RunningService, Service};
 
 /// The prefix of the registry names under which subscriptions are advertised:
@@ -50,6 +50,7 @@ pub struct EmbeddedBroker {
     subs: Arc<DashMap<String, Arc<dyn EventHandler>>>,
     inbox: OnceCell<RunningService>,
     client: Client,
+    subscribers: Arc<crate::client::cache::Cache>,
 }
 
 impl std::fmt::Debug for EmbeddedBroker {
@@ -78,6 +79,7 @@ impl EmbeddedBroker {
                 .registry(registry.clone())
                 .fast_path(false)
                 .build(),
+            subscribers: Arc::new(crate::client::cache::Cache::new(registry.clone())),
             registry,
             address,
             subs: Arc::new(DashMap::new()),
@@ -140,14 +142,16 @@ impl Broker for EmbeddedBroker {
             if topic.is_empty() {
                 return Err(BrokerError::Invalid("empty topic".into()));
             }
-            let nodes: Vec<Node> = match self
-                .registry
-                .get_service(&format!("{TOPIC_PREFIX}{topic}"))
-                .await
-            {
-                Ok(versions) => versions.into_iter().flat_map(|s| s.nodes).collect(),
-                Err(RegistryError::NotFound(_)) => return Ok(()),
-                Err(e) => return Err(BrokerError::Unavailable(e.to_string())),
+            // Looked up through the same cache as calls: kept current by a registry watch,
+            // not read from the registry on every publish.
+            let subscribers: Arc<str> = format!("{TOPIC_PREFIX}{topic}").into();
+            let nodes: Vec<Node> = match self.subscribers.lookup(&subscribers).await {
+                Ok(versions) => versions
+                    .iter()
+                    .flat_map(|s| s.nodes.iter().cloned())
+                    .collect(),
+                Err(e) if e.code == 404 => return Ok(()),
+                Err(e) => return Err(BrokerError::Unavailable(e.detail)),
             };
             let msg = &msg;
             let mut broadcast = Vec::new();
@@ -262,7 +266,24 @@ impl Broker for EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Delivers to one subscription node: directly when it is ours, else over the network.
+    /// A subscription that ended (its entry not yet gone from our cache) counts as delivered:
+    /// it no longer wants anything.
     async fn deliver(&self, node: &Node, topic: &str, message: Message) -> Result<(), Error> {
+        let result = self.deliver_once(node, topic, message).await;
+        match result {
+            Err(e) if e.id == "micro.broker" && e.code == 404 => {
+                self.subscribers.expire(&format!("{TOPIC_PREFIX}{topic}"));
+                Ok(())
+            }
+            Err(e) if e.is_unavailable() => {
+                self.subscribers.expire(&format!("{TOPIC_PREFIX}{topic}"));
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    async fn deliver_once(&self, node: &Node, topic: &str, message: Message) -> Result<(), Error> {
         let local = self.subs.get(&node.id).map(|h| h.clone());
         if let Some(handler) = local {
             return handler.handle(topic, message).await;

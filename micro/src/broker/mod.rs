@@ -11,7 +11,12 @@
 //! | backend | delivery | ordering | durability | subscriber down |
 //! |---------|----------|----------|------------|-----------------|
 //! | [`MemoryBroker`] (one process) | at most once; `publish` returns after every target handled it, and fails if one failed | per publisher, per subscriber | none | it has no subscription, so it gets nothing |
-//! | [`EmbeddedBroker`] (default) | at most once; `publish` returns after every target handled it, and fails naming each target that did not | per publisher, per subscriber | none | `publish` fails naming it; the message is not kept |
+//! | [`EmbeddedBroker`] (default) | at most once; `publish` returns after every target handled it, and fails naming each target that did not | per publisher, per subscriber | none | while the registry still lists it, `publish` fails naming it; once its entry expired, it is no longer a target. Nothing is kept |
+//! | [`NatsBroker`] core (feature `nats`) | at most once; `publish` returns once the server connection has it | per publisher | none | it misses what is published meanwhile; a subscriber slower than its publishers drops messages past a 65,536-message buffer (logged) |
+//! | [`NatsBroker`] JetStream | at least once: acknowledged only on `Ok`, redelivered on error or crash, then moved to `<topic>.dead` | per stream | stored on the server | its messages wait for it |
+//!
+//! A topic nobody subscribes to swallows what is published on it, with every broker but
+//! JetStream (which stores it).
 //!
 //! A handler's `Ok` acknowledges the message; an `Err`, a panic or a timeout does not. The
 //! embedded and memory brokers report an unacknowledged message to the publisher as a failed

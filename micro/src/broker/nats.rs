@@ -28,7 +28,10 @@ const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 ///
 /// - **Core** (`nats`): `publish` returns once the message is handed to the server
 ///   connection; each subscriber (or one member per queue group) gets it at most once, if it
-///   is connected at that moment. Handler errors are logged, not redelivered.
+///   is connected at that moment. Handler errors are logged, not redelivered. A subscriber
+///   slower than its publishers loses messages once its client-side buffer (65,536
+///   messages) is full; each loss is logged as a warning ("too slow"). Use JetStream where
+///   that matters.
 /// - **JetStream** (`jetstream`, or any subscription with
 ///   [`SubscribeOptions::durable`]): each topic is stored in a stream (created on first use,
 ///   named after the topic). `publish` returns once the server has stored the message. A
@@ -95,8 +98,23 @@ impl NatsBroker {
         self.client
             .get_or_try_init(|| async {
                 let addrs: Vec<&str> = self.address.split(',').map(str::trim).collect();
+                let address = self.address.clone();
                 async_nats::ConnectOptions::new()
                     .connection_timeout(Duration::from_secs(5))
+                    // The client drops messages for a subscription whose buffer is full and
+                    // says so only through this event: make it loud.
+                    .event_callback(move |event| {
+                        let address = address.clone();
+                        async move {
+                            match event {
+                                async_nats::Event::SlowConsumer(sid) => tracing::warn!(
+                                    nats = %address,
+                                    "subscription {sid} is too slow: core NATS messages are being dropped"
+                                ),
+                                other => tracing::debug!(nats = %address, "{other}"),
+                            }
+                        }
+                    })
                     .connect(addrs)
                     .await
                     .map_err(|e| BrokerError::Unavailable(format!("nats {}: {e}", self.address)))

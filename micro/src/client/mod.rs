@@ -56,7 +56,7 @@
 //! # service.stop().await; Ok(()) }
 //! ```
 
-mod cache;
+pub(crate) mod cache;
 mod call;
 mod conn;
 mod pool;
