@@ -370,7 +370,16 @@ pub fn default_broker() -> Arc<dyn Broker> {
     DEFAULT.clone()
 }
 
-pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Broker> {
+/// The broker that `MICRO_BROKER` / `MICRO_BROKER_ADDRESS` settings name, as a service
+/// builds it (`embedded` when unset, on the registry the same settings name).
+///
+/// ```
+/// use micro::config::Options;
+///
+/// let opts = Options::resolve(|_: &str| None, &["tool".into(), "--broker=memory".into()]).unwrap();
+/// assert_eq!(micro::broker::from_options(&opts).name(), "memory");
+/// ```
+pub fn from_options(opts: &crate::config::Options) -> Arc<dyn Broker> {
     match opts.broker.as_deref() {
         Some("memory") => MEMORY.clone(),
         #[cfg(feature = "nats")]
@@ -381,7 +390,13 @@ pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Broker> {
                 .unwrap_or(nats::DEFAULT_ADDRESS);
             Arc::new(NatsBroker::new(address).jetstream(kind == "jetstream"))
         }
-        _ => Arc::new(EmbeddedBroker::new(crate::registry::from_options(opts))),
+        _ => {
+            let broker = EmbeddedBroker::new(crate::registry::from_options(opts));
+            Arc::new(match &opts.broker_address {
+                Some(address) => broker.address(address.clone()),
+                None => broker,
+            })
+        }
     }
 }
 

@@ -325,9 +325,17 @@ pub fn default_registry() -> Arc<dyn Registry> {
     DEFAULT.clone()
 }
 
-/// The registry that `MICRO_REGISTRY`-style settings name (`local` when unset). `memory`
-/// is one registry shared by the whole process.
-pub(crate) fn from_options(opts: &crate::config::Options) -> Arc<dyn Registry> {
+/// The registry that `MICRO_REGISTRY` / `MICRO_REGISTRY_ADDRESS` settings name, as a
+/// service builds it (`local` when unset); `memory` is one registry shared by the whole
+/// process. Tools use it to see what services see.
+///
+/// ```
+/// use micro::config::Options;
+///
+/// let opts = Options::resolve(|_: &str| None, &["tool".into(), "--registry=memory".into()]).unwrap();
+/// assert_eq!(micro::registry::from_options(&opts).name(), "memory");
+/// ```
+pub fn from_options(opts: &crate::config::Options) -> Arc<dyn Registry> {
     match opts.registry.as_deref() {
         Some("memory") => MEMORY.clone(),
         #[cfg(feature = "nats")]
