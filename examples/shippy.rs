@@ -1,16 +1,22 @@
-//! The consignment service of go-micro's classic "shippy" tutorial, in two processes.
+//! The services of go-micro's classic "shippy" tutorial, each in its own process.
 //!
 //! ```text
-//! cargo run --example shippy              # runs server, counter and client processes
-//! cargo run --example shippy -- server    # terminal 1: the consignment service
-//! cargo run --example shippy -- counter   # terminal 2: counts consignment.created events
-//! cargo run --example shippy -- client    # terminal 3: creates a consignment, lists them all
+//! cargo run --example shippy              # runs every process below, prints what happens
+//! cargo run --example shippy -- vessel    # terminal 1: the vessel service
+//! cargo run --example shippy -- server    # terminal 2: the consignment service
+//! cargo run --example shippy -- counter   # terminal 3: counts consignment.created events
+//! cargo run --example shippy -- client    # terminal 4: creates a consignment, lists them all
 //! cargo run --example shippy -- client my-consignment.json
 //! ```
 //!
-//! The processes find each other through the default host-local registry, and events travel
-//! through the default embedded broker: no server, no configuration. `server` and `counter`
-//! take the usual `MICRO_*` variables and flags (`--help`).
+//! The consignment service asks the vessel service for a vessel that fits each new
+//! consignment, from inside its handler, through the generated `VesselClient` on the
+//! handler's own client (`ctx.client()`): whatever registry and broker the consignment
+//! service is configured with, its calls and events use the same. With no configuration,
+//! the processes find each other through the host-local registry and events travel through
+//! the embedded broker. Every process takes the usual `MICRO_*` variables and flags
+//! (`--help`), for example `--registry etcd --registry_address 127.0.0.1:2379 --broker nats`
+//! (with the `etcd` and `nats` features of `micro`).
 
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +24,68 @@ use std::time::{Duration, Instant};
 use micro::prelude::*;
 
 const SERVICE: &str = "shippy.service.consignment";
+const VESSELS: &str = "shippy.service.vessel";
 const CREATED: &str = "consignment.created";
+
+/// What a consignment needs of a vessel.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Specification {
+    pub capacity: i32,
+    pub max_weight: i32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Vessel {
+    pub id: String,
+    pub name: String,
+    pub capacity: i32,
+    pub max_weight: i32,
+    pub available: bool,
+}
+
+/// The fleet.
+pub struct Vessels {
+    fleet: Vec<Vessel>,
+}
+
+impl Default for Vessels {
+    fn default() -> Self {
+        let vessel = |id: &str, name: &str, capacity, max_weight| Vessel {
+            id: id.into(),
+            name: name.into(),
+            capacity,
+            max_weight,
+            available: true,
+        };
+        Self {
+            fleet: vec![
+                vessel("vessel001", "Boaty McBoatface", 500, 200_000),
+                vessel("vessel002", "Kane's Salty Secret", 10, 1_000),
+            ],
+        }
+    }
+}
+
+#[micro::service(name = "shippy.service.vessel", version = "1.0.0")]
+impl Vessels {
+    /// The first available vessel that can carry `spec`.
+    #[micro(idempotent)]
+    pub async fn find_available(&self, spec: Specification) -> micro::Result<Vessel> {
+        self.fleet
+            .iter()
+            .find(|v| v.available && v.capacity >= spec.capacity && v.max_weight >= spec.max_weight)
+            .cloned()
+            .ok_or_else(|| {
+                Error::not_found(
+                    VESSELS,
+                    format_args!(
+                        "no vessel carries {} container(s) of {} kg",
+                        spec.capacity, spec.max_weight
+                    ),
+                )
+            })
+    }
+}
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Container {
@@ -55,18 +122,30 @@ pub struct ConsignmentCreated {
 }
 
 /// Stores consignments in memory; the actor owns the list, so no lock.
+#[derive(Default)]
 pub struct Shipping {
     repo: Vec<Consignment>,
-    events: Client,
 }
 
 #[micro::service(name = "shippy.service.consignment", version = "1.0.0")]
 impl Shipping {
-    /// Stores a consignment, giving it an id if it has none.
-    pub async fn create_consignment(&mut self, mut c: Consignment) -> micro::Result<Response> {
+    /// Stores a consignment on a vessel that can carry it, giving it an id if it has none.
+    pub async fn create_consignment(
+        &mut self,
+        ctx: &Context,
+        mut c: Consignment,
+    ) -> micro::Result<Response> {
         if c.weight <= 0 {
             return Err(Error::bad_request(SERVICE, "weight must be positive"));
         }
+        // The service's own client: its registry, its deadline, its trace.
+        let vessel = VesselsClient::new(ctx.client().clone())
+            .find_available(Specification {
+                capacity: c.containers.len() as i32,
+                max_weight: c.weight,
+            })
+            .await?;
+        c.vessel_id = vessel.id;
         if c.id.is_empty() {
             c.id = format!("consignment-{}", self.repo.len() + 1);
         }
@@ -76,7 +155,7 @@ impl Shipping {
             weight: c.weight,
         };
         // The consignment is stored whatever happens to the event: report, don't fail.
-        if let Err(e) = self.events.publish(CREATED, &event).await {
+        if let Err(e) = ctx.client().publish(CREATED, &event).await {
             eprintln!("{CREATED} not delivered: {e}");
         }
         Ok(Response {
@@ -128,18 +207,17 @@ fn sample() -> Consignment {
             origin: "Manchester, United Kingdom".into(),
             user_id: "user001".into(),
         }],
-        vessel_id: "vessel001".into(),
+        vessel_id: String::new(),
     }
 }
 
+async fn vessel() -> micro::Result<()> {
+    Service::new(VESSELS).handle(Vessels::default()).run().await
+}
+
 async fn server() -> micro::Result<()> {
-    let shipping = Shipping {
-        repo: Vec::new(),
-        events: Client::new(),
-    };
     Service::new(SERVICE)
-        .version("1.0.0")
-        .handle(shipping)
+        .handle(Shipping::default())
         .run()
         .await
 }
@@ -162,7 +240,9 @@ async fn client(file: Option<&str>) -> micro::Result<()> {
         }
         None => sample(),
     };
-    let shipping = ShippingClient::new(Client::new());
+    // The same flags and variables as the services: the same registry.
+    let client = micro::Runtime::from_process()?.client();
+    let shipping = ShippingClient::new(client.clone());
 
     // The server may still be starting in the other terminal: wait for it, a little.
     let start = Instant::now();
@@ -190,21 +270,24 @@ async fn client(file: Option<&str>) -> micro::Result<()> {
             c.id, c.description, c.weight, c.vessel_id
         );
     }
-    match CounterClient::new(Client::new()).count().await {
+    match CounterClient::new(client).count().await {
         Ok((n, kilos)) => println!("counter service: {n} consignment(s), {kilos} kg in all"),
         Err(e) => println!("counter service not reachable: {e}"),
     }
     Ok(())
 }
 
-/// Runs server and counter processes and two client processes one after the other, prints
-/// the clients' output, and stops the services.
+/// Runs vessel, server and counter processes and two client processes one after the other,
+/// prints the clients' output, and stops the services.
 fn demo() -> micro::Result<()> {
     let me = std::env::current_exe()?;
     let spawn = |what: &str| Command::new(&me).arg(what).stdout(Stdio::null()).spawn();
     let mut counter = spawn("counter")?;
     println!("started the counter process (pid {})", counter.id());
     wait_for("shippy.service.counter")?;
+    let mut vessel = spawn("vessel")?;
+    println!("started the vessel process (pid {})", vessel.id());
+    wait_for(VESSELS)?;
     let mut server = spawn("server")?;
     println!("started the server process (pid {})", server.id());
     let result = (|| -> micro::Result<()> {
@@ -223,7 +306,7 @@ fn demo() -> micro::Result<()> {
         }
         Ok(())
     })();
-    for child in [&mut server, &mut counter] {
+    for child in [&mut server, &mut vessel, &mut counter] {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
@@ -239,7 +322,8 @@ fn wait_for(service: &str) -> micro::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let registry = micro::registry::default_registry();
+        let runtime = micro::Runtime::from_process()?;
+        let registry = runtime.registry();
         let start = Instant::now();
         while registry.get_service(service).await.is_err() {
             if start.elapsed() > Duration::from_secs(10) {
@@ -265,6 +349,7 @@ async fn main() -> ExitCode {
         .init();
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
+        Some("vessel") => vessel().await,
         Some("server") => server().await,
         Some("counter") => counter().await,
         Some("client") => client(args.get(2).map(String::as_str)).await,
@@ -274,7 +359,7 @@ async fn main() -> ExitCode {
         Some(other) => Err(Error::bad_request(
             "shippy",
             format_args!(
-                "unknown command {other}: use server, client [FILE], or nothing for the demo"
+                "unknown command {other}: use vessel, server, counter, client [FILE], or nothing for the demo"
             ),
         )),
     };

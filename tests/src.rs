@@ -99,19 +99,27 @@ pub fn registry() -> Arc<dyn micro::registry::Registry> {
     REGISTRY.clone()
 }
 
-/// A service on the test registry, stopping without a drain period. It reads no `MICRO_*`
-/// variable (they would override its registry), so in-process tests are the same whatever
-/// the environment, CI's included.
-pub fn service(name: &str) -> Service {
-    Service::new(name)
-        .options(micro::config::Options::default())
-        .registry(registry())
-        .drain(Duration::ZERO)
+/// The runtime of this test binary's in-process services and clients: the test registry,
+/// and no `MICRO_*` variable read, so in-process tests are the same whatever the
+/// environment, CI's included.
+pub fn runtime() -> micro::Runtime {
+    static RUNTIME: std::sync::LazyLock<micro::Runtime> = std::sync::LazyLock::new(|| {
+        micro::Runtime::builder()
+            .registry(registry())
+            .build(micro::config::Options::default())
+    });
+    RUNTIME.clone()
 }
 
-/// A client builder on the test registry.
+/// A service of the test runtime, stopping without a drain period. Tests serve their
+/// handled types under names of their own (`rename`), so that tests never share a service.
+pub fn service(name: &str) -> Service {
+    runtime().service(name).rename().drain(Duration::ZERO)
+}
+
+/// A client builder of the test runtime.
 pub fn client_builder() -> micro::ClientBuilder {
-    Client::builder().registry(registry())
+    runtime().client_builder()
 }
 
 /// A client on the test registry.

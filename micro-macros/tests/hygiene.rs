@@ -144,6 +144,7 @@ async fn subscribers_work_without_prelude_and_beside_shadows() -> micro::Result<
     let broker: std::sync::Arc<dyn micro::broker::Broker> =
         std::sync::Arc::new(micro::broker::MemoryBroker::new());
     let service = micro::Service::new("hygiene.listener")
+        .rename()
         .broker(broker.clone())
         .handle(no_prelude::Pinger::default())
         .handle(no_prelude::hear)

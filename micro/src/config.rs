@@ -410,6 +410,9 @@ impl Options {
                 if d.is_zero() && spec.name != "server_drain" {
                     return Err(err("a duration above zero"));
                 }
+                if d > MAX_DURATION {
+                    return Err(err("a duration of at most a year (8760h)"));
+                }
                 let d = Some(d);
                 match spec.name {
                     "server_drain" => self.server_drain = d,
@@ -449,18 +452,6 @@ impl Options {
     }
 }
 
-/// The `MICRO_*` settings of this process, read once. Invalid values are logged and
-/// ignored here; [`Service::start`](crate::Service::start) reports them as errors.
-pub(crate) fn process_env() -> &'static Options {
-    static ENV: std::sync::LazyLock<Options> = std::sync::LazyLock::new(|| {
-        Options::from_env().unwrap_or_else(|e| {
-            tracing::error!("ignoring the MICRO_* environment: {e}");
-            Options::default()
-        })
-    });
-    &ENV
-}
-
 fn valid_address(v: &str) -> bool {
     if let Some(name) = v.strip_prefix("memory:") {
         return !name.contains(char::is_whitespace);
@@ -494,6 +485,7 @@ fn parse_metadata(value: &str, source: &str) -> Result<Vec<(String, String)>, Co
 /// assert_eq!(micro::config::parse_duration("250ms"), Some(Duration::from_millis(250)));
 /// assert_eq!(micro::config::parse_duration("2"), Some(Duration::from_secs(2)));
 /// assert_eq!(micro::config::parse_duration("soon"), None);
+/// assert_eq!(micro::config::parse_duration("18446744073709551616s"), None);
 /// ```
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
@@ -509,8 +501,12 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).ok()
 }
+
+/// The longest duration a setting takes: a year. Longer ones are mistakes, and would not fit
+/// a clock's range once added to the time now.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The help text listing every variable and flag.
 ///
@@ -697,6 +693,23 @@ mod tests {
             let err = from_args(&[&format!("--{name}={value}")]).unwrap_err();
             assert_eq!(err.source(), format!("--{name}"));
         }
+    }
+
+    /// Regression: a TTL of u64::MAX seconds panicked while parsing instead of being refused.
+    #[test]
+    fn durations_too_long_for_a_clock_are_errors_not_panics() {
+        for value in [
+            "18446744073709551615s",
+            "1e300",
+            "9999999999h",
+            "366d",
+            "8761h",
+        ] {
+            let err = from_env(&[("MICRO_REGISTER_TTL", value)]).unwrap_err();
+            assert_eq!(err.source(), "MICRO_REGISTER_TTL", "{value}");
+        }
+        let ok = from_env(&[("MICRO_REGISTER_TTL", "8760h")]).unwrap();
+        assert_eq!(ok.register_ttl, Some(Duration::from_secs(365 * 24 * 3600)));
     }
 
     #[test]

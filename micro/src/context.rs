@@ -4,7 +4,11 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::client::Client;
 
 /// Call metadata: string keys to string values, like HTTP headers.
 ///
@@ -56,6 +60,7 @@ struct Inner {
     caller: Arc<str>,
     deadline: Option<Instant>,
     metadata: Metadata,
+    client: Client,
 }
 
 tokio::task_local! {
@@ -69,6 +74,7 @@ impl Context {
         caller: Arc<str>,
         deadline: Option<Instant>,
         metadata: Metadata,
+        client: Client,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -77,6 +83,7 @@ impl Context {
                 caller,
                 deadline,
                 metadata,
+                client,
             }),
         }
     }
@@ -116,6 +123,44 @@ impl Context {
         self.inner
             .deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The running service's own client: the same runtime (registry, broker, connections),
+    /// so calls to other services and events published from a handler follow the service's
+    /// configuration; calls made through it (or any client) while the handler runs inherit
+    /// the remaining deadline and the trace id.
+    ///
+    /// ```
+    /// use micro::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// struct Front;
+    ///
+    /// #[micro::service(name = "front")]
+    /// impl Front {
+    ///     pub async fn twice(&self, ctx: &micro::Context, n: u64) -> micro::Result<u64> {
+    ///         // Another service, found through this service's registry.
+    ///         let back = BackClient::new(ctx.client().clone());
+    ///         Ok(back.double(n).await? + back.double(n).await?)
+    ///     }
+    /// }
+    ///
+    /// #[derive(Default)]
+    /// struct Back;
+    ///
+    /// #[micro::service(name = "back")]
+    /// impl Back {
+    ///     pub async fn double(&self, n: u64) -> micro::Result<u64> { Ok(2 * n) }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+    /// let runtime = micro::Runtime::new(Default::default());
+    /// let back = runtime.service("back").handle(Back).start().await?;
+    /// let front = runtime.service("front").handle(Front).start().await?;
+    /// assert_eq!(FrontClient::new(runtime.client()).twice(5).await?, 20);
+    /// # front.stop().await; back.stop().await; Ok(()) }
+    /// ```
+    pub fn client(&self) -> &Client {
+        &self.inner.client
     }
 
     /// The metadata the caller attached.

@@ -74,6 +74,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 mod context;
+mod discovery;
 pub mod docs;
 mod error;
 mod framed;
@@ -81,6 +82,7 @@ mod handler;
 pub mod middleware;
 mod payload;
 pub mod registry;
+pub mod runtime;
 pub mod selector;
 mod server;
 mod service;
@@ -95,6 +97,7 @@ pub use context::{Context, Metadata, TRACE_ID};
 pub use error::{Error, Result};
 pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message};
 pub use payload::Payload;
+pub use runtime::{Runtime, RuntimeBuilder};
 pub use server::{HandlerStats, Health, Stats};
 pub use service::{
     DEFAULT_DRAIN, DEFAULT_MAILBOX, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,

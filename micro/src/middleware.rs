@@ -1,129 +1,154 @@
-//! Middleware: one chain around every outgoing call, one around every incoming dispatch.
+//! Middleware: any [`tower`] layer, around every outgoing call and every incoming request.
 //!
-//! A [`Middleware`] sees each [`Request`] on its way in, may change it, answer it itself
-//! (an auth check, a rate limit), or pass it on through [`Next`], and sees the outcome on
-//! the way back (metrics, tracing). The same trait serves both sides:
+//! Clients and services are stacks of tower services over one request type, [`Request`],
+//! answered with a [`Payload`] or an [`Error`]. Put any [`tower::Layer`] on them, such as a
+//! concurrency limit, load shedding, or a layer of your own:
 //!
-//! - client side, installed with [`ClientBuilder::middleware`](crate::client::ClientBuilder::middleware):
-//!   wraps every call made through that client, before a node is chosen;
-//! - server side, installed with [`Service::middleware`](crate::Service::middleware): wraps
-//!   every dispatch to a handler. It runs inside the handler's actor, after the request left
-//!   the mailbox, so it sees the handler's real outcome (errors and panics included).
+//! - client side, with [`ClientBuilder::layer`](crate::client::ClientBuilder::layer): wraps
+//!   every call made through that client, inside its deadline and outside retries and node
+//!   selection, so it sees each call once with its final outcome;
+//! - server side, with [`Service::layer`](crate::Service::layer): wraps every request before
+//!   it takes a mailbox slot, so a layer that turns requests away (authentication, rate or
+//!   concurrency limits) costs the handler nothing. It sees the handler's outcome on the way
+//!   back (errors and panics included, as errors).
 //!
 //! ```
 //! use std::sync::Arc;
 //! use std::sync::atomic::{AtomicUsize, Ordering};
-//! use micro::middleware::{Middleware, Next, Request};
-//! use micro::{BoxFuture, Payload};
+//! use micro::middleware::Request;
+//! use micro::Error;
 //!
-//! #[derive(Debug, Default)]
-//! struct CountCalls(AtomicUsize);
-//!
-//! impl Middleware for CountCalls {
-//!     fn call<'a>(&'a self, req: Request, next: Next<'a>) -> BoxFuture<'a, micro::Result<Payload>> {
-//!         self.0.fetch_add(1, Ordering::Relaxed);
-//!         next.run(req)
-//!     }
-//! }
-//!
-//! let counter = Arc::new(CountCalls::default());
-//! let client = micro::Client::builder().middleware(counter.clone()).build();
-//! # drop(client);
+//! // A layer of your own: count calls, refuse those without a token.
+//! let seen = Arc::new(AtomicUsize::new(0));
+//! let counted = seen.clone();
+//! let guard = tower::layer::layer_fn(move |inner: micro::middleware::BoxService| {
+//!     let counted = counted.clone();
+//!     tower::util::BoxCloneSyncService::new(tower::service_fn(move |req: Request| {
+//!         counted.fetch_add(1, Ordering::Relaxed);
+//!         let inner = inner.clone();
+//!         async move {
+//!             if !req.metadata.contains_key("token") {
+//!                 return Err(Error::unauthorized("guard", "no token"));
+//!             }
+//!             tower::ServiceExt::oneshot(inner, req).await
+//!         }
+//!     }))
+//! });
+//! let service = micro::Service::new("guarded").layer(guard);
+//! let client = micro::Client::builder()
+//!     .layer(tower::limit::ConcurrencyLimitLayer::new(64))
+//!     .build();
+//! # drop((service, client));
 //! ```
 
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
-use crate::{BoxFuture, Error, Metadata, Payload};
+use tokio::time::Instant;
+use tower::util::BoxCloneSyncService;
 
-/// A call passing through a middleware chain.
-#[derive(Debug)]
+use crate::client::CallOptions;
+use crate::{Error, Metadata, Payload};
+
+/// A call passing through a client or a service: what layers see.
 #[non_exhaustive]
 pub struct Request {
     /// The service addressed.
     pub service: Arc<str>,
     /// The endpoint's wire name, such as `Greeter.SayHello`.
     pub endpoint: Cow<'static, str>,
-    /// Metadata; a client middleware may add entries (an auth token, a trace id).
+    /// Metadata; a client layer may add entries (an auth token, a trace id).
     pub metadata: Metadata,
     /// When the caller stops waiting.
     pub deadline: Option<Instant>,
     /// The body.
     pub payload: Payload,
+    /// Who sent it, on the server side: the peer's address, or `local` for a call from this
+    /// process; empty on the client side.
+    pub caller: Arc<str>,
+    pub(crate) options: Arc<CallOptions>,
+    /// Nodes already tried by this call, so that a retry goes elsewhere when it can.
+    pub(crate) tried: Vec<Arc<str>>,
+    /// On the server, behind layers: set when the mailbox turned the request away, so the
+    /// reply can say it did not run.
+    pub(crate) turned_away: Option<Arc<AtomicBool>>,
 }
 
-/// Code that runs around calls. See the [module docs](self).
-pub trait Middleware: Send + Sync + 'static {
-    /// Handles `req`, usually by passing it on with `next.run(req)`.
-    fn call<'a>(&'a self, req: Request, next: Next<'a>) -> BoxFuture<'a, Result<Payload, Error>>;
-}
-
-impl<M: Middleware + ?Sized> Middleware for Arc<M> {
-    fn call<'a>(&'a self, req: Request, next: Next<'a>) -> BoxFuture<'a, Result<Payload, Error>> {
-        (**self).call(req, next)
+impl Request {
+    pub(crate) fn new(
+        service: Arc<str>,
+        endpoint: Cow<'static, str>,
+        metadata: Metadata,
+        deadline: Option<Instant>,
+        payload: Payload,
+    ) -> Self {
+        Self {
+            service,
+            endpoint,
+            metadata,
+            deadline,
+            payload,
+            caller: Arc::from(""),
+            options: Arc::default(),
+            tried: Vec::new(),
+            turned_away: None,
+        }
     }
-}
 
-type Terminal<'a> = Box<dyn FnOnce(Request) -> BoxFuture<'a, Result<Payload, Error>> + Send + 'a>;
-
-/// The rest of the chain after the current middleware.
-pub struct Next<'a> {
-    chain: &'a [Arc<dyn Middleware>],
-    terminal: Terminal<'a>,
-}
-
-impl<'a> Next<'a> {
-    pub(crate) fn new(chain: &'a [Arc<dyn Middleware>], terminal: Terminal<'a>) -> Self {
-        Self { chain, terminal }
-    }
-
-    /// Passes `req` to the next middleware, or to the call itself at the end of the chain.
-    ///
-    /// See the [module docs](self).
-    pub fn run(self, req: Request) -> BoxFuture<'a, Result<Payload, Error>> {
-        match self.chain.split_first() {
-            Some((first, rest)) => first.call(req, Next::new(rest, self.terminal)),
-            None => (self.terminal)(req),
+    /// A second handle on the same request, for a retry: a typed body is shared, not copied,
+    /// and only one of the two can be consumed by a handler.
+    pub(crate) fn share(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+            endpoint: self.endpoint.clone(),
+            metadata: self.metadata.clone(),
+            deadline: self.deadline,
+            payload: self.payload.share(),
+            caller: self.caller.clone(),
+            options: self.options.clone(),
+            tried: self.tried.clone(),
+            turned_away: self.turned_away.clone(),
         }
     }
 }
 
-impl fmt::Debug for Next<'_> {
+impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Next")
-            .field("remaining", &self.chain.len())
+        f.debug_struct("Request")
+            .field("service", &self.service)
+            .field("endpoint", &self.endpoint)
+            .field("metadata", &self.metadata)
+            .field("deadline", &self.deadline)
+            .field("payload", &self.payload)
             .finish_non_exhaustive()
     }
 }
 
-/// An ordered list of middleware, cheap to clone.
-#[derive(Clone, Default)]
-pub(crate) struct Chain(Arc<[Arc<dyn Middleware>]>);
+/// The type-erased stack that layers wrap, on the client and on the server.
+///
+/// See the [module docs](self).
+pub type BoxService = BoxCloneSyncService<Request, Payload, Error>;
 
-impl Chain {
-    pub(crate) fn push(&mut self, m: Arc<dyn Middleware>) {
-        let mut v: Vec<_> = self.0.iter().cloned().collect();
-        v.push(m);
-        self.0 = v.into();
-    }
+/// A layer as clients and services keep it until they are built.
+pub(crate) type BoxLayer = Arc<dyn Fn(BoxService) -> BoxService + Send + Sync>;
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub(crate) fn run<'a>(
-        &'a self,
-        req: Request,
-        terminal: Terminal<'a>,
-    ) -> BoxFuture<'a, Result<Payload, Error>> {
-        Next::new(&self.0, terminal).run(req)
-    }
+/// Erases a tower layer into a [`BoxLayer`].
+pub(crate) fn boxed<L>(layer: L) -> BoxLayer
+where
+    L: tower::Layer<BoxService> + Send + Sync + 'static,
+    L::Service:
+        tower::Service<Request, Response = Payload, Error = Error> + Clone + Send + Sync + 'static,
+    <L::Service as tower::Service<Request>>::Future: Send + 'static,
+{
+    Arc::new(move |inner| BoxCloneSyncService::new(layer.layer(inner)))
 }
 
-impl fmt::Debug for Chain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Chain({} middleware)", self.0.len())
+/// Wraps `service` in `layers`, the first given outermost.
+pub(crate) fn apply(layers: &[BoxLayer], mut service: BoxService) -> BoxService {
+    for layer in layers.iter().rev() {
+        service = layer(service);
     }
+    service
 }

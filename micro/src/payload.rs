@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
@@ -28,24 +29,46 @@ use crate::{Error, Message};
 pub struct Payload(Repr);
 
 enum Repr {
-    Local(Box<dyn LocalValue>),
+    /// Shared, so that a retry can hold the request without copying or encoding it; the
+    /// first decode takes the value out.
+    Local(Arc<dyn LocalValue>),
     Encoded(ContentType, Bytes),
 }
 
 /// A typed value that can still be encoded if its receiver wants another type.
-trait LocalValue: Any + Send {
+trait LocalValue: Any + Send + Sync {
     fn encode(&self, content_type: ContentType) -> Result<Bytes, crate::codec::CodecError>;
     fn type_name(&self) -> &'static str;
+    fn as_any(&self) -> &dyn Any;
 }
 
-impl<T: Serialize + Send + 'static> LocalValue for T {
+struct Cell<T>(Mutex<Option<T>>);
+
+impl<T> Cell<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<T>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<T: Serialize + Send + 'static> LocalValue for Cell<T> {
     fn encode(&self, content_type: ContentType) -> Result<Bytes, crate::codec::CodecError> {
-        content_type.encode(self)
+        match &*self.lock() {
+            Some(value) => content_type.encode(value),
+            None => Err(consumed()),
+        }
     }
 
     fn type_name(&self) -> &'static str {
         std::any::type_name::<T>()
     }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+fn consumed() -> crate::codec::CodecError {
+    crate::codec::CodecError::new("the body was already taken by a handler")
 }
 
 impl Payload {
@@ -53,7 +76,7 @@ impl Payload {
     ///
     /// See the [type-level example](Self).
     pub fn new<T: Serialize + Send + 'static>(value: T) -> Self {
-        Self(Repr::Local(Box::new(value)))
+        Self(Repr::Local(Arc::new(Cell(Mutex::new(Some(value))))))
     }
 
     /// Bytes in the given codec, as they arrive from the network or a tool.
@@ -72,6 +95,15 @@ impl Payload {
         matches!(self.0, Repr::Local(_))
     }
 
+    /// A second handle on the same body: bytes are shared, and so is a typed value, which
+    /// only one of the handles can take.
+    pub(crate) fn share(&self) -> Self {
+        match &self.0 {
+            Repr::Local(value) => Self(Repr::Local(value.clone())),
+            Repr::Encoded(ct, body) => Self(Repr::Encoded(*ct, body.clone())),
+        }
+    }
+
     /// The body as a `T`: moved out when it already is one, decoded otherwise.
     ///
     /// # Errors
@@ -81,13 +113,12 @@ impl Payload {
     /// See the [type-level example](Self).
     pub fn decode<T: DeserializeOwned + 'static>(self) -> Result<T, crate::codec::CodecError> {
         match self.0 {
-            Repr::Local(value) if (&*value as &dyn Any).is::<T>() => {
-                let value: Box<dyn Any + Send> = value;
-                Ok(*value.downcast::<T>().expect("type checked above"))
-            }
-            // Another Rust type on the far side (a tool calling with JSON values, say): go
-            // through JSON, which is the most forgiving about representation.
-            Repr::Local(value) => ContentType::Json.decode(&value.encode(ContentType::Json)?),
+            Repr::Local(value) => match value.as_any().downcast_ref::<Cell<T>>() {
+                Some(cell) => cell.lock().take().ok_or_else(consumed),
+                // Another Rust type on the far side (a tool calling with JSON values, say):
+                // go through JSON, which is the most forgiving about representation.
+                None => ContentType::Json.decode(&value.encode(ContentType::Json)?),
+            },
             Repr::Encoded(content_type, body) => content_type.decode(&body),
         }
     }

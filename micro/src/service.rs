@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -13,13 +15,14 @@ use tokio_util::task::TaskTracker;
 use crate::broker::Broker;
 use crate::client::Client;
 use crate::config::Options;
-use crate::handler::Handler;
-use crate::middleware::{Chain, Middleware};
+use crate::handler::{Handler, HandlerDef};
+use crate::middleware::{BoxLayer, BoxService, Request};
 use crate::registry::{self, Registry};
-use crate::server::{self, Debug, HandlerStats, Mounted, Probe, Router, Shutdown, Started, local};
-use crate::transport::{Tcp, Transport};
+use crate::runtime::Runtime;
+use crate::server::{self, Debug, HandlerStats, Mounted, Probe, Router, Shutdown, Started};
+use crate::transport::{Listener, Transport};
 use crate::wire::DEFAULT_MAX_FRAME;
-use crate::{BoxFuture, Error};
+use crate::{BoxFuture, Error, Payload};
 
 /// Requests a handled type's mailbox holds before callers get `overloaded`, unless the type
 /// or the builder says otherwise.
@@ -41,7 +44,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Registration attempts at start-up before giving up.
 const REGISTER_ATTEMPTS: u32 = 5;
 
-type Mount = Box<dyn FnOnce(usize, Chain) -> Started + Send>;
+type Mount = Box<dyn FnOnce(usize) -> Started + Send>;
 type Hook = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), Error>> + Send>;
 
 /// A service: a name, the values whose handlers it serves, and where it listens.
@@ -78,24 +81,27 @@ type Hook = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), Error>> + Send>;
 #[must_use]
 pub struct Service {
     name: String,
-    version: String,
+    version: Option<String>,
     address: String,
     advertise: Option<String>,
     metadata: HashMap<String, String>,
-    transport: Arc<dyn Transport>,
+    runtime: Option<Runtime>,
+    transport: Option<Arc<dyn Transport>>,
     registry: Option<Arc<dyn Registry>>,
+    broker: Option<Arc<dyn Broker>>,
+    listener: Option<Box<dyn Listener>>,
     ttl: Duration,
     interval: Option<Duration>,
     drain: Duration,
     shutdown_timeout: Duration,
     mailbox: Option<usize>,
     max_frame: usize,
-    middleware: Chain,
+    layers: Vec<BoxLayer>,
     options: Option<Options>,
-    mounts: Vec<(&'static str, Mount)>,
+    mounts: Vec<(&'static HandlerDef, Mount)>,
     hooks: Hooks,
-    broker: Option<Arc<dyn Broker>>,
     register: bool,
+    renamed: bool,
 }
 
 #[derive(Default)]
@@ -116,7 +122,11 @@ impl fmt::Debug for Service {
             .field("registry", &self.registry)
             .field(
                 "handlers",
-                &self.mounts.iter().map(|m| m.0).collect::<Vec<_>>(),
+                &self
+                    .mounts
+                    .iter()
+                    .map(|m| m.0.type_name)
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -145,40 +155,127 @@ fn take_hooks(hooks: &std::sync::Mutex<Vec<Hook>>) -> Vec<Hook> {
 }
 
 impl Service {
-    /// A service named `name`, listening on `127.0.0.1` on a free port over TCP, registered
-    /// in the [default registry](crate::registry::default_registry).
+    /// A service named `name`, listening on `127.0.0.1` on a free port over TCP, in a
+    /// runtime made from the environment when it starts (see [`runtime`](Self::runtime)).
+    ///
+    /// `name` must be the name its handled types declare (`#[micro::service(name = ...)]`,
+    /// else the type name in lower case), which is what their generated clients call: a
+    /// service that would register under another name fails to start, unless
+    /// [`rename`](Self::rename) says it is on purpose.
     ///
     /// See the [type-level example](Self).
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
-            version: "latest".to_owned(),
+            version: None,
             address: "127.0.0.1:0".to_owned(),
             advertise: None,
             metadata: HashMap::new(),
-            transport: Arc::new(Tcp),
+            runtime: None,
+            transport: None,
             registry: None,
+            broker: None,
+            listener: None,
             ttl: DEFAULT_REGISTER_TTL,
             interval: None,
             drain: DEFAULT_DRAIN,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             mailbox: None,
             max_frame: DEFAULT_MAX_FRAME,
-            middleware: Chain::default(),
+            layers: Vec::new(),
             options: None,
             mounts: Vec::new(),
             hooks: Hooks::default(),
-            broker: None,
             register: true,
+            renamed: false,
         }
     }
 
+    /// The runtime to serve in: its settings, registry, broker and transport, and its
+    /// in-process table, so that its clients call this service without the network
+    /// (default: a runtime made from `MICRO_*` variables by [`start`](Self::start), and
+    /// from variables and flags by [`run`](Self::run)). [`Runtime::service`] does the same.
+    ///
+    /// ```
+    /// # use micro::prelude::*;
+    /// # #[derive(Default)] struct Greeter;
+    /// # #[micro::service(name = "greeter")]
+    /// # impl Greeter { pub async fn hello(&self, n: String) -> micro::Result<String> { Ok(n) } }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+    /// let runtime = micro::Runtime::in_memory();
+    /// let service = micro::Service::new("greeter").runtime(runtime.clone()).handle(Greeter).start().await?;
+    /// assert_eq!(GreeterClient::new(runtime.client()).hello("hi".into()).await?, "hi");
+    /// # service.stop().await; Ok(()) }
+    /// ```
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Serves the handled types under this service's name even where their attribute
+    /// declares another: their generated clients then need `with_service` to reach it.
+    ///
+    /// ```
+    /// # use micro::prelude::*;
+    /// # #[derive(Default)] struct Greeter;
+    /// # #[micro::service(name = "greeter")]
+    /// # impl Greeter { pub async fn hello(&self, n: String) -> micro::Result<String> { Ok(n) } }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+    /// let runtime = micro::Runtime::in_memory();
+    /// let service = runtime.service("greeter-canary").rename().handle(Greeter).start().await?;
+    /// let canary = GreeterClient::with_service(runtime.client(), "greeter-canary");
+    /// assert_eq!(canary.hello("hi".into()).await?, "hi");
+    ///
+    /// // Without `rename`, the mismatch is an error, not a service nobody's client calls:
+    /// let err = runtime.service("greeter-canary").handle(Greeter).start().await.unwrap_err();
+    /// assert!(err.detail.contains("declares `greeter`"), "{err}");
+    /// # service.stop().await; Ok(()) }
+    /// ```
+    pub fn rename(mut self) -> Self {
+        self.renamed = true;
+        self
+    }
+
     /// The broker that delivers events to `#[micro::subscribe]` handlers and carries what
-    /// [`Client::publish`] sends (default: the
-    /// [default broker](crate::broker::default_broker)).
+    /// [`Client::publish`] sends from its handlers (default: the runtime's), whatever
+    /// `MICRO_BROKER` says.
+    ///
+    /// ```
+    /// let service = micro::Service::new("x")
+    ///     .broker(std::sync::Arc::new(micro::broker::MemoryBroker::new()));
+    /// # drop(service);
+    /// ```
     pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
         self.broker = Some(broker);
         self
+    }
+
+    /// Serves on a listener bound by the program (a socket handed over by a supervisor, or
+    /// bound early to learn the port) instead of binding [`address`](Self::address).
+    ///
+    /// # Errors
+    /// When the listener cannot be put in non-blocking mode.
+    ///
+    /// ```
+    /// # use micro::prelude::*;
+    /// # #[derive(Default)] struct Greeter;
+    /// # #[micro::service(name = "greeter")]
+    /// # impl Greeter { pub async fn hello(&self, n: String) -> micro::Result<String> { Ok(n) } }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+    /// let socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let port = socket.local_addr()?.port();
+    /// let service = micro::Service::new("greeter")
+    ///     .runtime(micro::Runtime::in_memory())
+    ///     .listener(socket)?
+    ///     .handle(Greeter)
+    ///     .start()
+    ///     .await?;
+    /// assert!(service.address().ends_with(&format!(":{port}")));
+    /// # service.stop().await; Ok(()) }
+    /// ```
+    pub fn listener(mut self, listener: std::net::TcpListener) -> std::io::Result<Self> {
+        self.listener = Some(crate::transport::Tcp::from_std(listener)?);
+        Ok(self)
     }
 
     /// Serves without announcing itself in the registry (for internal listeners).
@@ -187,9 +284,12 @@ impl Service {
         self
     }
 
-    /// The version registered for this service's node.
+    /// The version registered for this service's node (default: the version its handled
+    /// types declare, `#[micro::service(version = ...)]`, else `latest`).
+    ///
+    /// See the [type-level example](Self).
     pub fn version(mut self, version: impl Into<String>) -> Self {
-        self.version = version.into();
+        self.version = Some(version.into());
         self
     }
 
@@ -214,14 +314,26 @@ impl Service {
         self
     }
 
-    /// The transport to listen on (default [`Tcp`]).
+    /// The transport to listen on (default: the runtime's, TCP unless `MICRO_TRANSPORT` says
+    /// otherwise), whatever `MICRO_TRANSPORT` says.
+    ///
+    /// ```
+    /// let service = micro::Service::new("x").transport(std::sync::Arc::new(micro::transport::Tcp));
+    /// # drop(service);
+    /// ```
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
-        self.transport = transport;
+        self.transport = Some(transport);
         self
     }
 
-    /// The registry to announce the service in (default: the
-    /// [default registry](crate::registry::default_registry)).
+    /// The registry to announce the service in, and that its handlers' client looks other
+    /// services up in (default: the runtime's), whatever `MICRO_REGISTRY` says.
+    ///
+    /// ```
+    /// let service = micro::Service::new("x")
+    ///     .registry(std::sync::Arc::new(micro::registry::MemoryRegistry::new()));
+    /// # drop(service);
+    /// ```
     pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
         self.registry = Some(registry);
         self
@@ -265,14 +377,31 @@ impl Service {
         self
     }
 
-    /// Adds a middleware around every handler call; the first added runs first.
-    pub fn middleware(mut self, middleware: Arc<dyn Middleware>) -> Self {
-        self.middleware.push(middleware);
+    /// Wraps every request in a [`tower::Layer`] before it takes a mailbox slot; the first
+    /// added is outermost. A layer that turns requests away (authentication, limits) costs
+    /// the handler nothing. See [`middleware`](crate::middleware).
+    ///
+    /// ```
+    /// let service = micro::Service::new("x")
+    ///     .layer(tower::limit::ConcurrencyLimitLayer::new(100));
+    /// # drop(service);
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<BoxService> + Send + Sync + 'static,
+        L::Service: tower::Service<Request, Response = Payload, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<Request>>::Future: Send + 'static,
+    {
+        self.layers.push(crate::middleware::boxed(layer));
         self
     }
 
-    /// Uses these settings instead of reading `MICRO_*` variables at start (flags are only
-    /// ever read by [`run`](Self::run)).
+    /// Uses these settings instead of the runtime's (or, without a runtime, instead of
+    /// reading `MICRO_*` variables at start; flags are only ever read by [`run`](Self::run)).
     ///
     /// ```
     /// let opts = micro::config::Options::resolve(|_: &str| None, &[]).unwrap();
@@ -330,10 +459,8 @@ impl Service {
     pub fn handle<H: Handler>(mut self, value: H) -> Self {
         let workers = H::DEF.workers;
         self.mounts.push((
-            H::DEF.type_name,
-            Box::new(move |mailbox, chain| {
-                server::mount(value, workers, None, mailbox_for::<H>(mailbox), chain)
-            }),
+            H::DEF,
+            Box::new(move |mailbox| server::mount(value, workers, None, mailbox_for::<H>(mailbox))),
         ));
         self
     }
@@ -356,36 +483,51 @@ impl Service {
     /// ```
     pub fn handle_workers<H: Handler + Clone>(mut self, value: H, workers: usize) -> Self {
         self.mounts.push((
-            H::DEF.type_name,
-            Box::new(move |mailbox, chain| {
-                server::mount(
-                    value,
-                    workers,
-                    Some(H::clone),
-                    mailbox_for::<H>(mailbox),
-                    chain,
-                )
+            H::DEF,
+            Box::new(move |mailbox| {
+                server::mount(value, workers, Some(H::clone), mailbox_for::<H>(mailbox))
             }),
         ));
         self
     }
 
-    /// Applies `MICRO_*` settings (or those given to [`options`](Self::options)).
-    fn configure(mut self) -> Result<Self, Error> {
-        let opts = match self.options.take() {
-            Some(opts) => opts,
-            None => Options::from_env()?,
+    /// The runtime to serve in, with this service's own settings and objects applied: the
+    /// builder's values, overridden by the settings; objects given in code always kept.
+    fn configure(&mut self) -> Result<Runtime, Error> {
+        let base = match self.runtime.take() {
+            Some(runtime) => runtime,
+            None => match &self.options {
+                Some(opts) => Runtime::new(opts.clone()),
+                None => Runtime::from_env()?,
+            },
         };
-        self.apply(&opts)?;
-        Ok(self)
+        let opts = self
+            .options
+            .take()
+            .unwrap_or_else(|| base.options().clone());
+        self.apply(&opts);
+        Ok(base.derive(
+            Some(opts),
+            self.registry.take(),
+            self.broker.take(),
+            self.transport.take(),
+        ))
     }
 
-    fn apply(&mut self, opts: &Options) -> Result<(), Error> {
+    fn apply(&mut self, opts: &Options) {
         if let Some(v) = &opts.server_name {
+            if *v != self.name {
+                // Renaming through the environment is deliberate; say what it means.
+                tracing::info!(
+                    "serving {} as {v} (MICRO_SERVER_NAME): generated clients reach it with with_service",
+                    self.name
+                );
+                self.renamed = true;
+            }
             self.name = v.clone();
         }
         if let Some(v) = &opts.server_version {
-            self.version = v.clone();
+            self.version = Some(v.clone());
         }
         if let Some(v) = &opts.server_address {
             self.address = v.clone();
@@ -408,37 +550,87 @@ impl Service {
         if let Some(v) = opts.register_interval {
             self.interval = Some(v);
         }
-        if let Some(name) = &opts.transport {
-            self.transport = crate::transport::by_name(name).ok_or_else(|| {
-                Error::bad_request("micro.config", format_args!("unknown transport {name}"))
-            })?;
+        for (given, setting, variable) in [
+            (
+                self.registry.as_ref().map(|r| r.name()),
+                &opts.registry,
+                "MICRO_REGISTRY",
+            ),
+            (
+                self.broker.as_ref().map(|b| b.name()),
+                &opts.broker,
+                "MICRO_BROKER",
+            ),
+            (
+                self.transport.as_ref().map(|t| t.name()),
+                &opts.transport,
+                "MICRO_TRANSPORT",
+            ),
+        ] {
+            if let (Some(given), Some(named)) = (given, setting) {
+                if given != named {
+                    tracing::warn!(
+                        service = %self.name,
+                        "{variable} (or its flag) names `{named}`, but a {given} object was passed in code: using the {given} one"
+                    );
+                }
+            }
         }
-        if opts.registry.is_some() || opts.registry_address.is_some() {
-            self.registry = Some(registry::from_options(opts));
+    }
+
+    /// The handled types must be served under the name their clients call, unless renamed
+    /// on purpose; the version they declare is the default.
+    fn check_names(&mut self) -> Result<(), Error> {
+        if !self.renamed {
+            // Only types with calls have a client that could miss; subscribers have none.
+            let mismatch = self.mounts.iter().find(|(def, _)| {
+                def.service != self.name && def.endpoints.iter().any(|e| e.topic.is_empty())
+            });
+            if let Some((def, _)) = mismatch {
+                return Err(Error::bad_request(
+                    "micro.server",
+                    format_args!(
+                        "service `{}` serves {}, whose #[micro::service] declares `{}`: its generated client calls `{}`, which nothing would register. Name the service `{}`, or call .rename() to serve it as `{}` on purpose (callers then use {}Client::with_service)",
+                        self.name,
+                        def.type_name,
+                        def.service,
+                        def.service,
+                        def.service,
+                        self.name,
+                        def.type_name
+                    ),
+                ));
+            }
         }
-        if opts.broker.is_some() || opts.broker_address.is_some() {
-            self.broker = Some(crate::broker::from_options(opts));
+        if self.version.is_none() {
+            let declared = self
+                .mounts
+                .iter()
+                .map(|(def, _)| def.version)
+                .find(|v| *v != "latest");
+            self.version = Some(declared.unwrap_or("latest").to_owned());
         }
-        self.options = Some(opts.clone());
         Ok(())
     }
 
     /// Listens, starts the actors, registers, and returns the running service.
     ///
-    /// Settings from `MICRO_*` variables override the builder's (see [`config`](crate::config)).
+    /// Settings from the runtime (`MICRO_*` variables) override the builder's (see
+    /// [`config`](crate::config)).
     ///
     /// # Errors
-    /// When a setting is invalid, there is nothing to serve, two handled types declare the
-    /// same endpoint, the address cannot be bound, a `before_start` or `after_start` hook
-    /// fails, or the registry refuses the registration after retries.
-    pub async fn start(self) -> Result<RunningService, Error> {
-        let mut this = self.configure()?;
-        run_hooks("before_start", std::mem::take(&mut this.hooks.before_start)).await?;
-        this.launch().await
+    /// When a setting is invalid, there is nothing to serve, a handled type declares another
+    /// service name (see [`new`](Self::new)), two handled types declare the same endpoint,
+    /// the address cannot be bound, a `before_start` or `after_start` hook fails, or the
+    /// registry refuses the registration after retries.
+    pub async fn start(mut self) -> Result<RunningService, Error> {
+        let runtime = self.configure()?;
+        run_hooks("before_start", std::mem::take(&mut self.hooks.before_start)).await?;
+        self.launch(runtime).await
     }
 
-    async fn launch(mut self) -> Result<RunningService, Error> {
-        let started_at = Instant::now();
+    async fn launch(mut self, runtime: Runtime) -> Result<RunningService, Error> {
+        let started_at = std::time::Instant::now();
         if self.mounts.is_empty() {
             return Err(Error::bad_request(
                 "micro.server",
@@ -448,6 +640,8 @@ impl Service {
                 ),
             ));
         }
+        self.check_names()?;
+        let version = self.version.clone().unwrap_or_else(|| "latest".to_owned());
         let interval = self
             .interval
             .unwrap_or(DEFAULT_REGISTER_INTERVAL.min(self.ttl / 3));
@@ -460,20 +654,21 @@ impl Service {
                 ),
             ));
         }
-        let registry = self
-            .registry
-            .clone()
-            .unwrap_or_else(registry::default_registry);
-        let mut listener = self.transport.listen(&self.address).await.map_err(|e| {
-            Error::internal(
-                "micro.server",
-                format_args!(
-                    "cannot listen on {} over {}: {e}",
-                    self.address,
-                    self.transport.name()
-                ),
-            )
-        })?;
+        let registry = runtime.registry().clone();
+        let transport = runtime.transport().clone();
+        let mut listener = match self.listener.take() {
+            Some(listener) => listener,
+            None => transport.listen(&self.address).await.map_err(|e| {
+                Error::internal(
+                    "micro.server",
+                    format_args!(
+                        "cannot listen on {} over {}: {e}",
+                        self.address,
+                        transport.name()
+                    ),
+                )
+            })?,
+        };
         let bound = listener.local_addr();
         let address = match &self.advertise {
             Some(a) => a.clone(),
@@ -519,11 +714,11 @@ impl Service {
             Ok(started.mounted)
         };
         for (_, mount) in self.mounts {
-            mounted.push(add_routes(mount(default_mailbox, self.middleware.clone()))?);
+            mounted.push(add_routes(mount(default_mailbox))?);
         }
         let probe = Arc::new(Probe {
             service: self.name.clone(),
-            version: self.version.clone(),
+            version: version.clone(),
             node: node_id.clone(),
             started: started_at,
             handlers: mounted.clone(),
@@ -533,14 +728,16 @@ impl Service {
             1,
             None,
             Debug::DEF.mailbox,
-            Chain::default(),
         ))?;
-        let router = Arc::new(Router {
-            service: self.name.as_str().into(),
+        let client = runtime.client();
+        let router = Router::new(
+            self.name.as_str().into(),
             routes,
-            max_frame: self.max_frame,
-        });
-        local::add(&router);
+            self.max_frame,
+            client.clone(),
+            &self.layers,
+        );
+        runtime.hosted().insert(node_id.clone(), router.clone());
 
         let shutdown = Shutdown::default();
         let stop_accepting = CancellationToken::new();
@@ -584,7 +781,7 @@ impl Service {
                 .metadata
                 .into_iter()
                 .chain([
-                    ("transport".to_owned(), self.transport.name().to_owned()),
+                    ("transport".to_owned(), transport.name().to_owned()),
                     ("protocol".to_owned(), "micro".to_owned()),
                     ("server".to_owned(), "micro".to_owned()),
                     ("registry".to_owned(), registry.name().to_owned()),
@@ -593,19 +790,11 @@ impl Service {
         };
         let record = registry::Service {
             name: self.name.clone(),
-            version: self.version.clone(),
+            version,
             metadata: HashMap::new(),
             endpoints,
             nodes: vec![node],
         };
-        let broker = self
-            .broker
-            .clone()
-            .unwrap_or_else(crate::broker::default_broker);
-        let client = crate::client::ClientBuilder::from_options(self.options.as_ref())
-            .registry(registry.clone())
-            .broker(broker.clone())
-            .build();
         let subscriber_routes: Vec<&'static crate::EndpointDef> = router
             .routes
             .values()
@@ -615,6 +804,7 @@ impl Service {
         let weak_router = Arc::downgrade(&router);
         let heartbeat_stop = CancellationToken::new();
         let mut running = RunningService {
+            runtime,
             client,
             registry,
             record,
@@ -635,6 +825,7 @@ impl Service {
             registered: self.register,
         };
         for def in subscriber_routes {
+            let broker = running.runtime.broker().clone();
             let handler = Arc::new(RouteHandler {
                 router: weak_router.clone(),
                 endpoint: def.name,
@@ -701,13 +892,13 @@ impl Service {
     /// }
     /// ```
     pub async fn run(mut self) -> Result<(), Error> {
-        if self.options.is_none() {
-            let opts = Options::from_process()?;
-            if opts.help {
+        if self.runtime.is_none() && self.options.is_none() {
+            let runtime = Runtime::from_process()?;
+            if runtime.options().help {
                 print!("{}", crate::config::help());
                 return Ok(());
             }
-            self.options = Some(opts);
+            self.runtime = Some(runtime);
         }
         let running = self.start().await?;
         let signal = shutdown_signal().await;
@@ -754,9 +945,11 @@ async fn shutdown_signal() -> &'static str {
     "Ctrl-C"
 }
 
-/// A started [`Service`]. Stop it with [`stop`](Self::stop); dropping it leaves it running
-/// until the runtime ends.
+/// A started [`Service`]. Stop it with [`stop`](Self::stop), which deregisters and lets
+/// calls in flight finish; dropping it stops every task it started at once (its
+/// registration then lapses after its TTL).
 pub struct RunningService {
+    runtime: Runtime,
     client: Client,
     registry: Arc<dyn Registry>,
     record: registry::Service,
@@ -801,16 +994,16 @@ impl crate::broker::EventHandler for RouteHandler {
                 .get(crate::broker::CONTENT_TYPE)
                 .and_then(|m| crate::codec::ContentType::from_mime(m))
                 .unwrap_or_default();
-            let request = crate::middleware::Request {
-                service: router.service.clone(),
-                endpoint: endpoint.into(),
-                metadata: msg.headers,
-                deadline: Some(Instant::now() + timeout),
-                payload: crate::Payload::encoded(content_type, msg.body),
-            };
+            let request = Request::new(
+                router.service.clone(),
+                endpoint.into(),
+                msg.headers,
+                Instant::now().checked_add(timeout),
+                crate::Payload::encoded(content_type, msg.body),
+            );
             match tokio::time::timeout(timeout, router.call_local(request)).await {
                 // Name the subscriber: the publisher only knows its broker-level target.
-                Ok(result) => result.map(drop).map_err(|mut e| {
+                Ok(result) => result.map(drop).map_err(|(mut e, _)| {
                     e.detail = format!("{endpoint}: {}", e.detail);
                     e
                 }),
@@ -854,11 +1047,28 @@ impl RunningService {
         &self.record
     }
 
-    /// A client using the same registry and settings as this service.
+    /// The service's own client: the one its handlers get through
+    /// [`Context::client`](crate::Context::client), of the same runtime.
     ///
     /// See [`Service`] for an example.
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// The runtime the service serves in.
+    ///
+    /// ```
+    /// # use micro::prelude::*;
+    /// # #[derive(Default)] struct Greeter;
+    /// # #[micro::service(name = "greeter")]
+    /// # impl Greeter { pub async fn hello(&self, n: String) -> micro::Result<String> { Ok(n) } }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+    /// let service = micro::Service::new("greeter").runtime(micro::Runtime::in_memory()).handle(Greeter).start().await?;
+    /// assert_eq!(service.runtime().registry().name(), "memory");
+    /// # service.stop().await; Ok(()) }
+    /// ```
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     /// Counters for each handled type, in the order they were added.
@@ -949,14 +1159,14 @@ impl RunningService {
             tracing::info!(service = %name, "draining for {:?}", self.drain);
             tokio::time::sleep(self.drain).await;
         }
-        if let Some(router) = &self.router {
-            local::remove(router);
-        }
+        self.runtime.hosted().remove(&self.record.nodes[0].id);
         self.stop_accepting.cancel();
         if let Some(accept) = self.accept.take() {
             let _ = accept.await;
         }
-        let deadline = Instant::now() + self.shutdown_timeout;
+        let deadline = Instant::now()
+            .checked_add(self.shutdown_timeout)
+            .unwrap_or_else(far_future);
         tracing::info!(
             service = %name,
             "stopped accepting; waiting for {} connection(s)",
@@ -964,7 +1174,7 @@ impl RunningService {
         );
         self.shutdown.drain.cancel();
         self.connections.close();
-        if tokio::time::timeout_at(deadline.into(), self.connections.wait())
+        if tokio::time::timeout_at(deadline, self.connections.wait())
             .await
             .is_err()
         {
@@ -979,14 +1189,38 @@ impl RunningService {
         // With the router gone, mailboxes close once drained and the actors end.
         self.router = None;
         let actors = futures_util::future::join_all(std::mem::take(&mut self.actors));
-        if tokio::time::timeout_at(deadline.into(), actors)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout_at(deadline, actors).await.is_err() {
             tracing::warn!(service = %name, "handlers still running after {:?}; leaving them", self.shutdown_timeout);
         }
         tracing::info!(service = %name, "stopped");
         let hooks = take_hooks(&self.hooks_after_stop);
         let _ = run_hooks("after_stop", hooks).await;
     }
+}
+
+impl Drop for RunningService {
+    /// Stops what `stop` did not: the accept loop, connections, heartbeat and actors end at
+    /// once, and the service leaves the runtime's in-process table.
+    fn drop(&mut self) {
+        if let Some(node) = self.record.nodes.first() {
+            self.runtime.hosted().remove(&node.id);
+        }
+        self.heartbeat_stop.cancel();
+        self.stop_accepting.cancel();
+        self.shutdown.abort.cancel();
+        for task in self
+            .accept
+            .take()
+            .into_iter()
+            .chain(self.heartbeat.take())
+            .chain(std::mem::take(&mut self.actors))
+        {
+            task.abort();
+        }
+    }
+}
+
+/// A moment no wait reaches: for durations too long for the clock.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }

@@ -18,6 +18,10 @@ const KIND_ERROR: u8 = 3;
 const KIND_GOAWAY: u8 = 4;
 const KIND_GOAWAY_ACK: u8 = 5;
 
+/// Flag of an error frame: the server turned the request away before running it (a full
+/// mailbox, shutting down), so the caller may safely send it again.
+const FLAG_NOT_RUN: u16 = 1;
+
 /// A frame as read from the network.
 #[derive(Debug)]
 pub(crate) enum Frame {
@@ -30,6 +34,8 @@ pub(crate) enum Frame {
     Error {
         id: u64,
         error: Error,
+        /// The request was turned away before it ran.
+        not_run: bool,
     },
     /// The server is shutting down: send no new request on this connection.
     GoAway,
@@ -77,7 +83,7 @@ impl Frame {
         }
         let kind = buf.get_u8();
         let ct = buf.get_u8();
-        let _reserved = buf.get_u16();
+        let flags = buf.get_u16();
         let id = buf.get_u64();
         let content_type = || ContentType::from_code(ct).ok_or(FrameError("unknown content type"));
         match kind {
@@ -118,7 +124,11 @@ impl Frame {
             KIND_ERROR => {
                 let error = serde_json::from_slice(&buf)
                     .map_err(|_| FrameError("error frame whose body is not an error"))?;
-                Ok(Frame::Error { id, error })
+                Ok(Frame::Error {
+                    id,
+                    error,
+                    not_run: flags & FLAG_NOT_RUN != 0,
+                })
             }
             _ => Err(FrameError("unknown frame kind")),
         }
@@ -166,6 +176,7 @@ pub(crate) enum Outgoing {
     Error {
         id: u64,
         error: Error,
+        not_run: bool,
     },
     GoAway,
     GoAwayAck,
@@ -205,8 +216,9 @@ impl Outgoing {
                 header(buf, KIND_REPLY, *content_type, *id);
                 buf.extend_from_slice(body);
             }
-            Outgoing::Error { id, error } => {
-                header(buf, KIND_ERROR, ContentType::Json, *id);
+            Outgoing::Error { id, error, not_run } => {
+                let flags = if *not_run { FLAG_NOT_RUN } else { 0 };
+                header_with_flags(buf, KIND_ERROR, ContentType::Json, flags, *id);
                 // An Error always serializes; an empty body would be rejected by the reader.
                 let json = serde_json::to_vec(error).unwrap_or_default();
                 buf.extend_from_slice(&json);
@@ -220,9 +232,13 @@ impl Outgoing {
 }
 
 fn header(buf: &mut BytesMut, kind: u8, ct: ContentType, id: u64) {
+    header_with_flags(buf, kind, ct, 0, id);
+}
+
+fn header_with_flags(buf: &mut BytesMut, kind: u8, ct: ContentType, flags: u16, id: u64) {
     buf.put_u8(kind);
     buf.put_u8(ct.code());
-    buf.put_u16(0);
+    buf.put_u16(flags);
     buf.put_u64(id);
 }
 
@@ -274,14 +290,39 @@ mod tests {
     }
 
     #[test]
+    fn a_turned_away_request_says_so_in_its_error_frame() {
+        let frame = roundtrip(Outgoing::Error {
+            id: 3,
+            error: Error::overloaded("svc", "mailbox full"),
+            not_run: true,
+        });
+        assert!(
+            matches!(
+                frame,
+                Frame::Error {
+                    id: 3,
+                    not_run: true,
+                    ..
+                }
+            ),
+            "{frame:?}"
+        );
+    }
+
+    #[test]
     fn error_roundtrips_as_json() {
         let frame = roundtrip(Outgoing::Error {
             id: 9,
             error: Error::not_found("svc", "nope"),
+            not_run: false,
         });
-        let Frame::Error { id, error } = frame else {
+        let Frame::Error {
+            id, error, not_run, ..
+        } = frame
+        else {
             panic!("not an error")
         };
+        assert!(!not_run);
         assert_eq!(id, 9);
         assert_eq!(error, Error::not_found("svc", "nope"));
     }

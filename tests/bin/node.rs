@@ -60,7 +60,7 @@ async fn main() -> ExitCode {
 
 async fn serve(args: &[String]) -> micro::Result<()> {
     let name = args.get(2).cloned().unwrap_or_else(|| "work".into());
-    Service::new(name).handle(Work).run().await
+    Service::new(name).rename().handle(Work).run().await
 }
 
 async fn call(args: &[String]) -> micro::Result<()> {
@@ -81,7 +81,9 @@ async fn sub(args: &[String]) -> micro::Result<()> {
     if let Some(queue) = args.get(3) {
         opts = opts.queue(queue.clone());
     }
-    let _subscription = micro::broker::default_broker()
+    let runtime = micro::Runtime::from_process()?;
+    let _subscription = runtime
+        .broker()
         .subscribe(
             &topic,
             opts,

@@ -83,7 +83,10 @@ async fn full_mailbox_answers_overloaded_and_memory_stays_flat() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Regression: on a busy machine this test raced the wall clock (the server's deadline,
+/// counted from when the request arrived, could still be ahead when the actor took it). On
+/// a paused clock, every deadline passes exactly when the test says.
+#[tokio::test(start_paused = true)]
 async fn a_call_whose_deadline_passes_in_the_mailbox_is_not_run() {
     for wire in [false, true] {
         let name = format!("deadline-{wire}");
@@ -101,18 +104,20 @@ async fn a_call_whose_deadline_passes_in_the_mailbox_is_not_run() {
         })
         .await;
 
-        let err = client
-            .add(5)
-            .timeout(Duration::from_millis(50))
-            .await
-            .unwrap_err();
-        assert!(err.is_timeout(), "{err}");
+        let late = {
+            let client = client.clone();
+            tokio::spawn(async move { client.add(5).timeout(Duration::from_millis(50)).await })
+        };
         wait_until(
             "the late call to reach the mailbox",
             Duration::from_secs(5),
             || service.stats()[0].queued == 1,
         )
         .await;
+        let err = late.await.unwrap().unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        // Past the deadline on the server's side too, however late the request arrived.
+        tokio::time::advance(Duration::from_secs(1)).await;
 
         gate.add_permits(1);
         assert_eq!(holder.await.unwrap().unwrap(), 1);

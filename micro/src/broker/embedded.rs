@@ -50,7 +50,7 @@ pub struct EmbeddedBroker {
     subs: Arc<DashMap<String, Arc<dyn EventHandler>>>,
     inbox: OnceCell<RunningService>,
     client: Client,
-    subscribers: Arc<crate::client::cache::Cache>,
+    subscribers: Arc<crate::discovery::Cache>,
 }
 
 impl std::fmt::Debug for EmbeddedBroker {
@@ -70,16 +70,14 @@ impl EmbeddedBroker {
     ///
     /// See the [type-level example](Self).
     pub fn new(registry: Arc<dyn Registry>) -> Self {
-        let address = crate::config::process_env()
-            .broker_address
-            .clone()
-            .unwrap_or_else(|| "127.0.0.1:0".to_owned());
+        let address = "127.0.0.1:0".to_owned();
+        // Its own runtime, reading no variable: deliveries go to inboxes by address.
+        let runtime = crate::Runtime::builder()
+            .registry(registry.clone())
+            .build(Options::default());
         Self {
-            client: Client::builder()
-                .registry(registry.clone())
-                .fast_path(false)
-                .build(),
-            subscribers: Arc::new(crate::client::cache::Cache::new(registry.clone())),
+            client: runtime.client_builder().fast_path(false).build(),
+            subscribers: Arc::new(crate::discovery::Cache::new(registry.clone())),
             registry,
             address,
             subs: Arc::new(DashMap::new()),
@@ -90,7 +88,7 @@ impl EmbeddedBroker {
     /// Listens for deliveries from now on, on `address` (as `MICRO_BROKER_ADDRESS`).
     ///
     /// ```
-    /// let broker = micro::broker::EmbeddedBroker::new(micro::registry::default_registry())
+    /// let broker = micro::broker::EmbeddedBroker::new(std::sync::Arc::new(micro::registry::MemoryRegistry::new()))
     ///     .address("127.0.0.1:0");
     /// # drop(broker);
     /// ```
@@ -104,9 +102,8 @@ impl EmbeddedBroker {
         self.inbox
             .get_or_try_init(|| async {
                 Service::new("micro.broker")
-                    .options(Options::default())
+                    .runtime(self.client.runtime().clone())
                     .address(self.address.clone())
-                    .registry(self.registry.clone())
                     .drain(Duration::ZERO)
                     .unregistered()
                     .handle_workers(Inbox(self.subs.clone()), INBOX_WORKERS)

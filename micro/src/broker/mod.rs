@@ -55,7 +55,7 @@ pub use nats::{DEAD_LETTER_SUFFIX, NatsBroker};
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -357,21 +357,9 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<Subscription, BrokerError>>;
 }
 
-static MEMORY: LazyLock<Arc<dyn Broker>> = LazyLock::new(|| Arc::new(MemoryBroker::new()));
-static DEFAULT: LazyLock<Arc<dyn Broker>> =
-    LazyLock::new(|| from_options(crate::config::process_env()));
-
-/// The process-wide default broker, chosen by `MICRO_BROKER` (default: embedded).
-///
-/// ```
-/// assert!(["embedded", "memory"].contains(&micro::broker::default_broker().name()));
-/// ```
-pub fn default_broker() -> Arc<dyn Broker> {
-    DEFAULT.clone()
-}
-
-/// The broker that `MICRO_BROKER` / `MICRO_BROKER_ADDRESS` settings name, as a service
-/// builds it (`embedded` when unset, on the registry the same settings name).
+/// A new broker of the kind that `MICRO_BROKER` / `MICRO_BROKER_ADDRESS` settings name
+/// (`embedded` when unset, on the registry the same settings name), as a
+/// [`Runtime`](crate::Runtime) builds it. Tools use it to publish as services do.
 ///
 /// ```
 /// use micro::config::Options;
@@ -380,8 +368,16 @@ pub fn default_broker() -> Arc<dyn Broker> {
 /// assert_eq!(micro::broker::from_options(&opts).name(), "memory");
 /// ```
 pub fn from_options(opts: &crate::config::Options) -> Arc<dyn Broker> {
+    from_options_with(opts, crate::registry::from_options(opts))
+}
+
+/// As [`from_options`], with the registry an embedded broker advertises its subscriptions in.
+pub(crate) fn from_options_with(
+    opts: &crate::config::Options,
+    registry: Arc<dyn crate::registry::Registry>,
+) -> Arc<dyn Broker> {
     match opts.broker.as_deref() {
-        Some("memory") => MEMORY.clone(),
+        Some("memory") => Arc::new(MemoryBroker::new()),
         #[cfg(feature = "nats")]
         Some(kind @ ("nats" | "jetstream")) => {
             let address = opts
@@ -391,7 +387,7 @@ pub fn from_options(opts: &crate::config::Options) -> Arc<dyn Broker> {
             Arc::new(NatsBroker::new(address).jetstream(kind == "jetstream"))
         }
         _ => {
-            let broker = EmbeddedBroker::new(crate::registry::from_options(opts));
+            let broker = EmbeddedBroker::new(registry);
             Arc::new(match &opts.broker_address {
                 Some(address) => broker.address(address.clone()),
                 None => broker,

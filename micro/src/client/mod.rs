@@ -1,31 +1,38 @@
 //! The client side: finding a node and making calls.
 //!
 //! Most code calls services through the typed clients that `#[micro::service]` generates,
-//! each built on a [`Client`]. A `Client` holds the registry and selector used to find nodes,
-//! the pooled connections to them, and call defaults. It is cheap to clone and meant to be
-//! shared.
+//! each built on a [`Client`]. A `Client` comes from a [`Runtime`] (whose registry cache,
+//! connections and in-process services it shares) and holds call defaults. It is cheap to
+//! clone and meant to be shared. Inside a handler, use the running service's own client,
+//! [`Context::client`]: it follows the service's configuration, deadline and trace.
 //!
-//! A call to a service hosted in this same process skips the network: the typed request goes
-//! straight into the handler's mailbox, unencoded. Turn that off with
-//! [`ClientBuilder::fast_path`] (or address a node explicitly with [`Call::node`]) to exercise
-//! the full wire path, as tests of the wire do.
+//! A client is a stack of [`tower`] services, each one concern:
 //!
-//! For a call over the network, the client:
+//! ```text
+//! deadline → your layers (ClientBuilder::layer) → retry policy → balance → node
+//! ```
 //!
-//! 1. looks the service up in the registry, reusing the answer for a second, and keeping the
-//!    last answer (with a warning) while the registry is unreachable;
-//! 2. keeps the nodes whose record lists the endpoint and that pass the call's filters
-//!    ([`Call::version`], [`Call::node_metadata`]);
-//! 3. leaves out nodes ejected after a refused or lost connection or a timed-out attempt
-//!    (10 s, doubling on each repeat up to 5 minutes, ended by a success;
-//!    [`ClientBuilder::ejection`]), unless no other node remains;
-//! 4. lets the [selector](crate::selector) pick one (random by default; least outstanding
-//!    requests sends fewer calls to slow nodes);
-//! 5. on failure, retries on another node (up to [`ClientBuilder::retries`], default 1,
-//!    with jittered backoff inside the call's deadline) what provably did not run: refused
-//!    connections, a connection closing before the request was sent, `overloaded` rejections.
-//!    A call that may have run (the connection broke after sending) is retried only when it
-//!    is [idempotent](Call::idempotent).
+//! 1. **deadline**: the call's timeout ([`Call::timeout`], else the client's, 5 s), never
+//!    past the deadline of the call being served when made from inside a handler;
+//! 2. **your layers**: any [`tower::Layer`], such as a concurrency limit;
+//! 3. **retry policy**: retries, on another node when there is one (up to
+//!    [`ClientBuilder::retries`], default 1, with jittered backoff inside the deadline and
+//!    within a retry budget of about a fifth of the calls, so that retries cannot double the
+//!    load of an overloaded service), what provably did not run: the connection was refused,
+//!    the request was never written, or the service turned it away before running it (a
+//!    full mailbox, shutting down: the reply says so with a flag). A handler's own error is
+//!    never retried, whatever its code; a call that may have run (the connection broke
+//!    after sending) is retried only when it is [idempotent](Call::idempotent);
+//! 4. **balance**: looks the service up in the registry through the runtime's cache (kept
+//!    current by a watch, and serving the last answer while the registry is unreachable),
+//!    keeps the nodes whose record lists the endpoint and that pass the call's filters
+//!    ([`Call::version`], [`Call::node_metadata`]), leaves out nodes ejected after a
+//!    refused or lost connection or a timed-out attempt (10 s, doubling on each repeat up
+//!    to 5 minutes, ended by a success; [`ClientBuilder::ejection`]) unless no other node
+//!    remains, and lets the [selector](crate::selector) pick one;
+//! 5. **node**: a node served by this same runtime is called in-process, with no socket
+//!    and no encoding (turn that off with [`ClientBuilder::fast_path`]); any other over a
+//!    pooled, multiplexed connection.
 //!
 //! ```
 //! use std::time::Duration;
@@ -42,13 +49,14 @@
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
-//! let service = micro::Service::new("adder").handle(Adder).start().await?;
+//! let runtime = micro::Runtime::from_env()?;
+//! let service = runtime.service("adder").handle(Adder).start().await?;
 //!
-//! let adder = AdderClient::new(micro::Client::new());
+//! let adder = AdderClient::new(runtime.client());
 //! assert_eq!(adder.add((2, 3)).timeout(Duration::from_secs(1)).await?, 5);
 //!
 //! // The same call through the network and JSON, as a tool would make it:
-//! let wire = micro::Client::builder().fast_path(false).build();
+//! let wire = runtime.client_builder().fast_path(false).build();
 //! let sum = wire
 //!     .call_json("adder", "Adder.Add", serde_json::json!([40, 2]))
 //!     .await?;
@@ -56,51 +64,64 @@
 //! # service.stop().await; Ok(()) }
 //! ```
 
-pub(crate) mod cache;
+mod balance;
 mod call;
 mod conn;
+mod deadline;
 mod pool;
+mod retry;
 
+pub use crate::discovery::DEFAULT_EJECTION;
 pub use call::Call;
 
 use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower::retry::budget::TpsBudget;
 
 use crate::broker::Broker;
 use crate::codec::ContentType;
-use crate::middleware::{Chain, Middleware, Request};
-use crate::registry::{self, Node, Registry};
+use crate::middleware::{BoxLayer, BoxService, Request};
+use crate::registry::Registry;
+use crate::runtime::Runtime;
 use crate::selector::{Random, Selector};
-use crate::server::{HEADER_ALLOWANCE, local};
-use crate::transport::{Memory, Tcp, Transport};
-use crate::wire::{DEFAULT_MAX_FRAME, Frame, Outgoing};
-
+use crate::wire::DEFAULT_MAX_FRAME;
 use crate::{Context, Error, Message, Payload, TRACE_ID};
 
 /// Calls services. See the [module docs](self).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
+    runtime: Runtime,
+    stack: BoxService,
+    balance: balance::Balance,
     broker: Option<Arc<dyn Broker>>,
-    selector: Arc<dyn Selector>,
-    pool: pool::Pool,
-    cache: Arc<cache::Cache>,
-    ejected: dashmap::DashMap<String, Ejection>,
-    ejection: Duration,
-    retries: u32,
     timeout: Duration,
     content_type: ContentType,
-    fast_path: bool,
-    max_frame: usize,
-    middleware: Chain,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("registry", &self.registry().name())
+            .field("timeout", &self.inner.timeout)
+            .field("content_type", &self.inner.content_type)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds a [`Client`].
+///
+/// Values set here are defaults that `MICRO_CLIENT_*` variables and flags override (see
+/// [`config`](crate::config)); objects (a registry, a broker, a selector, layers) are used
+/// as given.
 ///
 /// ```
 /// use std::time::Duration;
@@ -111,10 +132,10 @@ struct Inner {
 ///     .build();
 /// # drop(client);
 /// ```
-#[derive(Debug)]
 #[must_use]
 pub struct ClientBuilder {
-    registry: Arc<dyn Registry>,
+    runtime: Option<Runtime>,
+    registry: Option<Arc<dyn Registry>>,
     broker: Option<Arc<dyn Broker>>,
     ejection: Duration,
     selector: Arc<dyn Selector>,
@@ -124,7 +145,19 @@ pub struct ClientBuilder {
     fast_path: bool,
     per_node: usize,
     max_frame: usize,
-    middleware: Chain,
+    layers: Vec<BoxLayer>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("runtime", &self.runtime)
+            .field("selector", &self.selector)
+            .field("retries", &self.retries)
+            .field("timeout", &self.timeout)
+            .field("layers", &self.layers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The request timeout when none is set: 5 seconds, as go-micro.
@@ -133,52 +166,80 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Retries of a call that provably did not run, when none is set: 1, as go-micro.
 pub const DEFAULT_RETRIES: u32 = 1;
 
-/// The `MICRO_*` variables of this process apply: `MICRO_CLIENT_REQUEST_TIMEOUT`,
-/// `MICRO_CLIENT_RETRIES`, `MICRO_CLIENT_POOL_SIZE`, and the registry settings.
 impl Default for ClientBuilder {
     fn default() -> Self {
-        Self::from_options(None)
+        Self {
+            runtime: None,
+            registry: None,
+            broker: None,
+            ejection: DEFAULT_EJECTION,
+            selector: Arc::new(Random),
+            retries: DEFAULT_RETRIES,
+            timeout: DEFAULT_TIMEOUT,
+            content_type: ContentType::Bincode,
+            fast_path: true,
+            per_node: 1,
+            max_frame: DEFAULT_MAX_FRAME,
+            layers: Vec::new(),
+        }
     }
 }
 
 impl ClientBuilder {
-    /// Defaults overridden by `opts` (or by this process's `MICRO_*` variables when `None`).
-    pub(crate) fn from_options(opts: Option<&crate::config::Options>) -> Self {
-        let opts = opts.unwrap_or_else(|| crate::config::process_env());
+    /// A builder for a client of `runtime`.
+    pub(crate) fn with_runtime(runtime: Runtime) -> Self {
         Self {
-            registry: crate::registry::default_registry(),
-            broker: None,
-            ejection: DEFAULT_EJECTION,
-            selector: Arc::new(Random),
-            retries: opts.client_retries.unwrap_or(DEFAULT_RETRIES),
-            timeout: opts.client_request_timeout.unwrap_or(DEFAULT_TIMEOUT),
-            content_type: ContentType::Bincode,
-            fast_path: true,
-            per_node: opts.client_pool_size.unwrap_or(1),
-            max_frame: DEFAULT_MAX_FRAME,
-            middleware: Chain::default(),
+            runtime: Some(runtime),
+            ..Self::default()
         }
     }
 
+    /// The runtime whose registry cache, connections and in-process services the client
+    /// shares (default: one made from this process's `MICRO_*` variables).
+    ///
+    /// ```
+    /// let runtime = micro::Runtime::new(Default::default());
+    /// let client = micro::Client::builder().runtime(runtime.clone()).build();
+    /// assert!(std::sync::Arc::ptr_eq(client.registry(), runtime.registry()));
+    /// ```
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
     /// How many times to retry a call that provably did not run: the node refused the
-    /// connection, the connection was closing before the request was sent, or the service
-    /// rejected it as overloaded before it was queued (default 1). Each retry picks a node
-    /// again, within the call's deadline. A call that may have run (the connection failed
-    /// after the request was sent) is retried only when it is
-    /// [`idempotent`](crate::Call::idempotent).
+    /// connection, the request was never written, or the service turned it away before
+    /// running it (default 1). Each retry picks a node again, within the call's deadline. A
+    /// call that may have run (the connection failed after the request was sent) is retried
+    /// only when it is [`idempotent`](crate::Call::idempotent).
+    ///
+    /// See the [type-level example](Self).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
     }
 
-    /// Where to find services (default: [`default_registry`](crate::registry::default_registry)).
+    /// Where to find services (default: the runtime's registry). The client then keeps a
+    /// registry cache of its own.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let registry: Arc<dyn micro::registry::Registry> = Arc::new(micro::registry::MemoryRegistry::new());
+    /// let client = micro::Client::builder().registry(registry.clone()).build();
+    /// assert!(Arc::ptr_eq(client.registry(), &registry));
+    /// ```
     pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
-        self.registry = registry;
+        self.registry = Some(registry);
         self
     }
 
-    /// The broker [`Client::publish`] sends through (default: the
-    /// [default broker](crate::broker::default_broker)).
+    /// The broker [`Client::publish`] sends through (default: the runtime's).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let client = micro::Client::builder().broker(Arc::new(micro::broker::MemoryBroker::new())).build();
+    /// assert_eq!(client.broker().name(), "memory");
+    /// ```
     pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
         self.broker = Some(broker);
         self
@@ -186,70 +247,126 @@ impl ClientBuilder {
 
     /// How long a node stays out of selection after a connection failure or timeout
     /// (default 10 s); doubled on each repeat up to 5 minutes, ended early by a success.
+    ///
+    /// See the [type-level example](Self).
     pub fn ejection(mut self, base: Duration) -> Self {
         self.ejection = base;
         self
     }
 
     /// How to choose among a service's nodes (default: [`Random`]).
+    ///
+    /// See the [type-level example](Self).
     pub fn selector(mut self, selector: impl Selector) -> Self {
         self.selector = Arc::new(selector);
         self
     }
 
-    /// How long a call waits for its reply unless it sets its own (default 5 s).
+    /// How long a call waits for its reply unless it sets its own (default 5 s;
+    /// `MICRO_CLIENT_REQUEST_TIMEOUT` overrides it).
+    ///
+    /// See the [type-level example](Self).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// The codec requests are sent in (default bincode).
+    ///
+    /// See the [type-level example](Self).
     pub fn content_type(mut self, content_type: ContentType) -> Self {
         self.content_type = content_type;
         self
     }
 
-    /// Whether calls to services in this process skip the network (default `true`).
+    /// Whether calls to services of the same runtime skip the network (default `true`).
+    ///
+    /// See the [type-level example](Self).
     pub fn fast_path(mut self, enabled: bool) -> Self {
         self.fast_path = enabled;
         self
     }
 
     /// Connections kept open to each node; calls spread over them (default 1, which already
-    /// carries any number of concurrent calls).
+    /// carries any number of concurrent calls; `MICRO_CLIENT_POOL_SIZE` overrides it).
+    ///
+    /// See the [type-level example](Self).
     pub fn connections_per_node(mut self, n: usize) -> Self {
         self.per_node = n.max(1);
         self
     }
 
     /// The largest frame sent or accepted (default 4 MiB).
+    ///
+    /// See the [type-level example](Self).
     pub fn max_frame(mut self, bytes: usize) -> Self {
         self.max_frame = bytes;
         self
     }
 
-    /// Adds a middleware around every call; the first added runs first.
-    pub fn middleware(mut self, middleware: Arc<dyn Middleware>) -> Self {
-        self.middleware.push(middleware);
+    /// Wraps every call in a [`tower::Layer`]; the first added is outermost. Layers run
+    /// inside the call's deadline and outside retries and node selection: they see each
+    /// call once, with its final outcome. See [`middleware`](crate::middleware).
+    ///
+    /// ```
+    /// let client = micro::Client::builder()
+    ///     .layer(tower::limit::ConcurrencyLimitLayer::new(32))
+    ///     .build();
+    /// # drop(client);
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<BoxService> + Send + Sync + 'static,
+        L::Service: tower::Service<Request, Response = Payload, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<Request>>::Future: Send + 'static,
+    {
+        self.layers.push(crate::middleware::boxed(layer));
         self
     }
 
-    /// The client.
+    /// Builds the client.
+    ///
+    /// See the [type-level example](Self).
     pub fn build(self) -> Client {
+        let base = match self.runtime {
+            Some(runtime) => runtime,
+            None => Runtime::from_env().unwrap_or_else(|e| {
+                tracing::error!("ignoring the MICRO_* environment: {e}");
+                Runtime::new(Default::default())
+            }),
+        };
+        let runtime = base.derive(None, self.registry, None, None);
+        let opts = runtime.options();
+        let timeout = opts.client_request_timeout.unwrap_or(self.timeout);
+        let retries = opts.client_retries.unwrap_or(self.retries);
+        let per_node = opts.client_pool_size.unwrap_or(self.per_node);
+        let balance = balance::Balance::new(balance::Settings {
+            runtime: runtime.clone(),
+            selector: self.selector,
+            ejection: self.ejection,
+            content_type: self.content_type,
+            fast_path: self.fast_path,
+            per_node,
+            max_frame: self.max_frame,
+        });
+        let budget = Arc::new(TpsBudget::default());
+        let retrying =
+            tower::retry::Retry::new(retry::Policy::new(retries, budget), balance.clone())
+                .map_err(|failure: balance::Failure| failure.error);
+        let stack = crate::middleware::apply(&self.layers, BoxService::new(retrying));
+        let stack = BoxService::new(deadline::Deadline::new(stack));
         Client {
             inner: Arc::new(Inner {
+                runtime,
+                stack,
+                balance,
                 broker: self.broker,
-                selector: self.selector,
-                pool: pool::Pool::new(self.per_node, self.max_frame),
-                cache: Arc::new(cache::Cache::new(self.registry)),
-                ejected: dashmap::DashMap::new(),
-                ejection: self.ejection,
-                retries: self.retries,
-                timeout: self.timeout,
+                timeout,
                 content_type: self.content_type,
-                fast_path: self.fast_path,
-                max_frame: self.max_frame,
-                middleware: self.middleware,
             }),
         }
     }
@@ -261,7 +378,7 @@ impl Default for Client {
     }
 }
 
-/// Per-call settings, set on a [`Call`] before awaiting it.
+/// What a call asks of the client beyond its request: set through [`Call`]'s methods.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CallOptions {
     pub(crate) timeout: Option<Duration>,
@@ -274,57 +391,83 @@ pub(crate) struct CallOptions {
 }
 
 impl Client {
-    /// A client with the default registry, random selection and a 5 s timeout.
+    /// A client of a runtime made from this process's `MICRO_*` variables.
     ///
-    /// See the [module docs](self).
+    /// Each call of `new` makes a runtime of its own (a registry cache, connections): make
+    /// one client and clone it, or take [`Runtime::client`] or a running service's
+    /// [`client`](crate::RunningService::client), which share theirs.
+    ///
+    /// See [`Call`] for an example.
     pub fn new() -> Self {
         ClientBuilder::default().build()
     }
 
-    /// A builder to configure a client.
+    /// Starts a client with settings of its own.
     ///
-    /// See [`ClientBuilder`].
+    /// See [`ClientBuilder`] for an example.
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }
 
-    /// The registry this client looks services up in.
+    /// The runtime this client belongs to.
     ///
     /// ```
-    /// assert!(["local", "memory"].contains(&micro::Client::new().registry().name()));
+    /// let runtime = micro::Runtime::new(Default::default());
+    /// assert!(std::sync::Arc::ptr_eq(runtime.client().runtime().registry(), runtime.registry()));
     /// ```
-    pub fn registry(&self) -> &Arc<dyn Registry> {
-        self.inner.cache.registry()
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
     }
 
-    /// The default timeout of calls made through this client.
+    /// The registry this client looks services up in.
+    ///
+    /// See [`ClientBuilder::registry`] for an example.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        self.inner.runtime.registry()
+    }
+
+    /// The default timeout of this client's calls.
     pub(crate) fn timeout(&self) -> Duration {
         self.inner.timeout
     }
 
-    /// The broker this client publishes through.
+    /// The broker [`publish`](Self::publish) sends through.
     ///
-    /// ```
-    /// assert!(!micro::Client::new().broker().name().is_empty());
-    /// ```
+    /// See [`ClientBuilder::broker`] for an example.
     pub fn broker(&self) -> Arc<dyn Broker> {
-        self.inner
-            .broker
-            .clone()
-            .unwrap_or_else(crate::broker::default_broker)
+        match &self.inner.broker {
+            Some(broker) => broker.clone(),
+            None => self.inner.runtime.broker().clone(),
+        }
     }
 
-    /// Publishes `event` on `topic`, encoded with the client's codec (bincode unless set),
-    /// through the client's broker. Set metadata headers on the returned [`Publish`] before
-    /// awaiting it.
+    /// Opens the connections to every node of `service` now, instead of on the first call
+    /// to each; returns how many nodes are connected.
+    ///
+    /// # Errors
+    /// When the service cannot be looked up, or no node accepts a connection.
+    ///
+    /// ```no_run
+    /// # async fn f(client: micro::Client) -> micro::Result<()> {
+    /// let nodes = client.connect("greeter").await?;
+    /// assert!(nodes > 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(&self, service: &str) -> Result<usize, Error> {
+        self.inner.balance.connect(service).await
+    }
+
+    /// Publishes `event` on `topic` through the client's broker; add metadata to the returned
+    /// [`Publish`], then `.await` it.
+    ///
+    /// See the [`broker`](crate::broker) module for what delivery guarantees.
     ///
     /// ```
-    /// use micro::broker::MemoryBroker;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
     /// let client = micro::Client::builder()
-    ///     .broker(std::sync::Arc::new(MemoryBroker::new()))
+    ///     .broker(std::sync::Arc::new(micro::broker::MemoryBroker::new()))
     ///     .build();
-    /// client.publish("consignment.created", &("c1", 550)).metadata("user", "ada").await?;
+    /// client.publish("user.joined", &"ada").metadata("source", "docs").await?;
     /// # Ok(()) }
     /// ```
     pub fn publish<T: serde::Serialize + ?Sized>(&self, topic: &str, event: &T) -> Publish {
@@ -344,9 +487,10 @@ impl Client {
         }
     }
 
-    /// A typed call to `endpoint` of `service`; the generated clients are built on this.
+    /// Starts a call to `endpoint` of `service`, typed by hand (generated clients do this for
+    /// you).
     ///
-    /// See the [module docs](self).
+    /// See [`Call`] for an example.
     pub fn call<Req: Message, Resp: Message>(
         &self,
         service: Arc<str>,
@@ -356,9 +500,10 @@ impl Client {
         Call::new(self.clone(), service, Cow::Borrowed(endpoint), req)
     }
 
-    /// A call with a JSON request and reply, for tools that know no Rust types.
+    /// Starts a call with a JSON request and reply, sent as JSON: how tools call services
+    /// whose Rust types they do not have.
     ///
-    /// See the [module docs](self).
+    /// See the [module docs](self) for an example.
     pub fn call_json(
         &self,
         service: &str,
@@ -374,7 +519,7 @@ impl Client {
         .content_type(ContentType::Json)
     }
 
-    /// Runs a call through the middleware, under its deadline.
+    /// Runs a call through the stack, under its deadline.
     pub(crate) async fn invoke(
         &self,
         service: Arc<str>,
@@ -383,7 +528,12 @@ impl Client {
         mut opts: CallOptions,
     ) -> Result<Payload, Error> {
         let timeout = opts.timeout.unwrap_or(self.inner.timeout);
-        let mut deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now().checked_add(timeout).ok_or_else(|| {
+            Error::bad_request(
+                "micro.client",
+                format_args!("timeout {timeout:?} is too long: it ends past what a clock can hold"),
+            )
+        })?;
         if let Some(parent) = Context::current() {
             if let Some(d) = parent.deadline() {
                 deadline = deadline.min(d);
@@ -394,331 +544,19 @@ impl Client {
                     .or_insert_with(|| trace.to_owned());
             }
         }
-        let request = Request {
+        let mut request = Request::new(
             service,
             endpoint,
-            metadata: std::mem::take(&mut opts.metadata),
-            deadline: Some(deadline),
+            std::mem::take(&mut opts.metadata),
+            Some(deadline),
             payload,
-        };
-        // Kept for the timeout message only; formatted if it is needed.
-        let (service, endpoint) = (request.service.clone(), request.endpoint.clone());
-        let call = async {
-            if self.inner.middleware.is_empty() {
-                self.dispatch(request, &opts).await
-            } else {
-                let opts = &opts;
-                self.inner
-                    .middleware
-                    .run(request, Box::new(move |r| Box::pin(self.dispatch(r, opts))))
-                    .await
-            }
-        };
-        match tokio::time::timeout_at(deadline.into(), call).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::timeout(
-                "micro.client",
-                format_args!("call to {service} {endpoint} timed out after {timeout:?}"),
-            )),
+        );
+        if opts.content_type.is_none() {
+            opts.content_type = Some(self.inner.content_type);
         }
-    }
-
-    /// Delivers a request: into a mailbox of this process, or over a connection to a node,
-    /// retrying what provably did not run (and, for idempotent calls, what may have).
-    async fn dispatch(&self, request: Request, opts: &CallOptions) -> Result<Payload, Error> {
-        if opts.node.is_none() && self.inner.fast_path {
-            if let Some(router) = local::find(&request.service) {
-                return router.call_local(request).await;
-            }
-        }
-        let content_type = opts.content_type.unwrap_or(self.inner.content_type);
-        let body = request.payload.to_bytes(content_type).map_err(|e| {
-            Error::bad_request(
-                "micro.client",
-                format_args!("cannot encode the request as {content_type}: {e}"),
-            )
-        })?;
-        if body.len() + HEADER_ALLOWANCE > self.inner.max_frame {
-            return Err(Error::bad_request(
-                "micro.client",
-                format_args!(
-                    "request of {} bytes exceeds the {}-byte frame limit",
-                    body.len(),
-                    self.inner.max_frame
-                ),
-            ));
-        }
-        let mut backoff = Duration::from_millis(5);
-        let mut tried: Vec<String> = Vec::new();
-        for attempt in 0.. {
-            let node = match &opts.node {
-                Some(address) => Node {
-                    address: address.clone(),
-                    ..Node::default()
-                },
-                None => {
-                    self.pick(&request.service, &request.endpoint, opts, &tried)
-                        .await?
-                }
-            };
-            let timeout_ms = request.deadline.map_or(0, |d| {
-                let ms = d.saturating_duration_since(Instant::now()).as_millis();
-                u32::try_from(ms).unwrap_or(u32::MAX).max(1)
-            });
-            let mut guard = Attempt {
-                client: self,
-                node: &node,
-                service: &request.service,
-                deadline: request.deadline,
-                settled: opts.node.is_some(),
-            };
-            let outcome = self
-                .attempt(&node, opts, |id| Outgoing::Request {
-                    id,
-                    content_type,
-                    timeout_ms,
-                    service: request.service.clone(),
-                    endpoint: request.endpoint.clone(),
-                    metadata: request.metadata.clone(),
-                    body: body.clone(),
-                })
-                .await;
-            let (error, fault) = match outcome {
-                Ok(payload) => {
-                    guard.settle(None);
-                    return Ok(payload);
-                }
-                Err(failure) => failure,
-            };
-            guard.settle(Some((&error, fault)));
-            let retry = match fault {
-                Fault::Refused | Fault::Rejected => true,
-                Fault::Lost => opts.idempotent,
-                Fault::Answered => false,
-            };
-            if !retry || attempt >= self.inner.retries {
-                return Err(error);
-            }
-            tracing::debug!(
-                service = %request.service,
-                node = %node.address,
-                "retry {} after: {error}",
-                attempt + 1
-            );
-            tried.push(node_key(&node).to_owned());
-            let jitter = Duration::from_micros(fastrand::u64(..=backoff.as_micros() as u64));
-            tokio::time::sleep(backoff + jitter).await;
-            backoff *= 2;
-        }
-        unreachable!("the loop returns")
-    }
-
-    /// One attempt on one node.
-    async fn attempt(
-        &self,
-        node: &Node,
-        opts: &CallOptions,
-        request: impl FnOnce(u64) -> Outgoing,
-    ) -> Result<Payload, (Error, Fault)> {
-        let transport = match &opts.node {
-            Some(address) => transport_for_address(address),
-            None => transport_for_node(node),
-        };
-        let conn = self
-            .inner
-            .pool
-            .get(transport, &node.address)
-            .await
-            .map_err(|e| (e, Fault::Refused))?;
-        let frame = conn.call(request).await.map_err(|f| match f {
-            Failure::NotRun(e) => (e, Fault::Refused),
-            Failure::Final(e) => (e, Fault::Lost),
-        })?;
-        match frame {
-            Frame::Reply {
-                content_type, body, ..
-            } => Ok(Payload::encoded(content_type, body)),
-            // Rejected before it was queued: the handler did not run.
-            Frame::Error { error, .. } if error.is_overloaded() => Err((error, Fault::Rejected)),
-            Frame::Error { error, .. } => Err((error, Fault::Answered)),
-            _ => Err((
-                Error::internal("micro.client", "unexpected frame"),
-                Fault::Lost,
-            )),
-        }
-    }
-
-    /// Chooses a node of `service` for `endpoint`: registry (cached), filters, outlier
-    /// ejection, then the selector. `tried` nodes are avoided when others remain.
-    async fn pick(
-        &self,
-        service: &Arc<str>,
-        endpoint: &str,
-        opts: &CallOptions,
-        tried: &[String],
-    ) -> Result<Node, Error> {
-        let services = self.inner.cache.lookup(service).await?;
-        let serving: Vec<&registry::Service> = services
-            .iter()
-            // Records that list endpoints must list this one (a rolling deploy may add it).
-            .filter(|s| s.endpoints.is_empty() || s.endpoints.iter().any(|e| e.name == endpoint))
-            .collect();
-        if serving.is_empty() {
-            return Err(Error::not_found(
-                "micro.client",
-                format_args!("unknown endpoint {endpoint} on service {service}"),
-            ));
-        }
-        let candidates: Vec<Node> = serving
-            .into_iter()
-            .filter(|s| opts.version.as_deref().is_none_or(|v| s.version == v))
-            .flat_map(|s| s.nodes.iter())
-            .filter(|n| {
-                opts.node_metadata
-                    .iter()
-                    .all(|(k, v)| n.metadata.get(k) == Some(v))
-            })
-            .cloned()
-            .collect();
-        if candidates.is_empty() {
-            return Err(Error::unavailable(
-                "micro.client",
-                format_args!("service {service} has no node matching the call's filters"),
-            ));
-        }
-        let now = Instant::now();
-        let healthy: Vec<Node> = candidates
-            .iter()
-            .filter(|n| !tried.iter().any(|t| t == node_key(n)))
-            .filter(|n| {
-                self.inner
-                    .ejected
-                    .get(node_key(n))
-                    .is_none_or(|e| e.until <= now)
-            })
-            .cloned()
-            .collect();
-        // Every node ejected or tried: better one more attempt on one of them than none.
-        let pool = if healthy.is_empty() {
-            candidates
-        } else {
-            healthy
-        };
-        let index = self.inner.selector.select(service, &pool).ok_or_else(|| {
-            Error::unavailable(
-                "micro.client",
-                format_args!("service {service} has no nodes"),
-            )
-        })?;
-        Ok(pool[index].clone())
-    }
-
-    /// Takes a node out of selection after a connection failure or timeout, for longer on
-    /// each repeat.
-    fn eject(&self, service: &str, node: &Node, why: &Error) {
-        let mut entry = self
-            .inner
-            .ejected
-            .entry(node_key(node).to_owned())
-            .or_insert(Ejection {
-                until: Instant::now(),
-                strikes: 0,
-            });
-        entry.strikes += 1;
-        let factor = 1u32 << (entry.strikes - 1).min(10);
-        let backoff = self.inner.ejection.saturating_mul(factor).min(MAX_EJECTION);
-        entry.until = Instant::now() + backoff;
-        tracing::info!(%service, node = %node.address, "ejected for {backoff:?}: {why}");
-        // The registry may know better by now.
-        self.forget(service);
-    }
-
-    /// Marks the cached nodes of `service` as old, so the next call asks the registry (they
-    /// stay as a fallback while the registry is unreachable).
-    fn forget(&self, service: &str) {
-        self.inner.cache.expire(service);
-    }
-}
-
-/// Ejection is per node id (a restarted process is a new node), or address when unknown.
-fn node_key(node: &Node) -> &str {
-    if node.id.is_empty() {
-        &node.address
-    } else {
-        &node.id
-    }
-}
-
-/// How long a node stays out of selection after its first failure; doubled on each repeat.
-pub const DEFAULT_EJECTION: Duration = Duration::from_secs(10);
-const MAX_EJECTION: Duration = Duration::from_secs(300);
-
-#[derive(Debug)]
-struct Ejection {
-    until: Instant,
-    strikes: u32,
-}
-
-/// What went wrong in an attempt, for retries and ejection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fault {
-    /// Never reached the node (refused, or the connection was closing): not run.
-    Refused,
-    /// The node turned it away before queueing it (overloaded): not run.
-    Rejected,
-    /// The connection failed after the request was sent: it may have run.
-    Lost,
-    /// The node answered with an error.
-    Answered,
-}
-
-/// Reports one attempt to the selector and the ejection table exactly once, including when
-/// the call's future is dropped mid-attempt (its deadline passed: a timeout strike).
-struct Attempt<'a> {
-    client: &'a Client,
-    node: &'a Node,
-    service: &'a str,
-    deadline: Option<Instant>,
-    settled: bool,
-}
-
-impl Attempt<'_> {
-    fn settle(&mut self, failure: Option<(&Error, Fault)>) {
-        if std::mem::replace(&mut self.settled, true) {
-            return;
-        }
-        let inner = &self.client.inner;
-        match failure {
-            None | Some((_, Fault::Answered | Fault::Rejected)) => {
-                inner.selector.report(self.service, self.node, Ok(()));
-                inner.ejected.remove(node_key(self.node));
-            }
-            Some((error, Fault::Refused | Fault::Lost)) => {
-                // Out of selection before anyone hears of the failure.
-                self.client.eject(self.service, self.node, error);
-                inner.selector.report(self.service, self.node, Err(error));
-            }
-        }
-    }
-}
-
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        let timed_out = self.deadline.is_some_and(|d| d <= Instant::now());
-        if timed_out {
-            let error = Error::timeout("micro.client", "no reply before the deadline");
-            self.settle(Some((&error, Fault::Lost)));
-        } else {
-            // Cancelled by the caller: not the node's fault.
-            self.settled = true;
-            self.client
-                .inner
-                .selector
-                .report(self.service, self.node, Ok(()));
-        }
+        opts.timeout = Some(timeout);
+        request.options = Arc::new(opts);
+        self.inner.stack.clone().oneshot(request).await
     }
 }
 
@@ -778,19 +616,4 @@ pub(crate) enum Failure {
     NotRun(Error),
     /// Sent, or failed for good.
     Final(Error),
-}
-
-fn transport_for_node(node: &Node) -> &'static dyn Transport {
-    match node.metadata.get("transport").map(String::as_str) {
-        Some("memory") => &Memory,
-        _ => &Tcp,
-    }
-}
-
-fn transport_for_address(address: &str) -> &'static dyn Transport {
-    if address.starts_with("memory:") {
-        &Memory
-    } else {
-        &Tcp
-    }
 }

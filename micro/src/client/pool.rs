@@ -35,7 +35,18 @@ impl Slot {
     }
 }
 
+/// Addresses kept at once. Callers may name addresses (`Call::node`), so past this the
+/// entries without a live connection are dropped.
+const MAX_NODES: usize = 1024;
+
 impl Pool {
+    fn prune(&self) {
+        if self.nodes.len() >= MAX_NODES {
+            self.nodes
+                .retain(|_, slots| slots.slots.iter().any(|s| s.live().is_some()));
+        }
+    }
+
     pub(crate) fn new(per_node: usize, max_frame: usize) -> Self {
         Self {
             per_node: per_node.max(1),
@@ -52,16 +63,18 @@ impl Pool {
     ) -> Result<Arc<Conn>, Error> {
         let slots = match self.nodes.get(addr) {
             Some(slots) => slots.clone(),
-            None => self
-                .nodes
-                .entry(addr.to_owned())
-                .or_insert_with(|| {
-                    Arc::new(Slots {
-                        next: AtomicUsize::new(0),
-                        slots: (0..self.per_node).map(|_| Slot::default()).collect(),
+            None => {
+                self.prune();
+                self.nodes
+                    .entry(addr.to_owned())
+                    .or_insert_with(|| {
+                        Arc::new(Slots {
+                            next: AtomicUsize::new(0),
+                            slots: (0..self.per_node).map(|_| Slot::default()).collect(),
+                        })
                     })
-                })
-                .clone(),
+                    .clone()
+            }
         };
         let slot = &slots.slots[slots.next.fetch_add(1, Ordering::Relaxed) % slots.slots.len()];
         if let Some(conn) = slot.live() {

@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mdns_sd::{
@@ -573,20 +573,17 @@ impl Inner {
     }
 }
 
-/// The process-wide mDNS registry `MICRO_REGISTRY=mdns` selects: on loopback only when
+/// The mDNS registry `MICRO_REGISTRY=mdns` selects: on loopback only when
 /// `MICRO_REGISTRY_ADDRESS=loopback`, on every interface otherwise.
-pub(crate) fn shared(address: Option<&str>) -> Arc<dyn Registry> {
-    static EVERY: LazyLock<Arc<dyn Registry>> = LazyLock::new(|| Arc::new(MdnsRegistry::new()));
-    static LOOPBACK: LazyLock<Arc<dyn Registry>> =
-        LazyLock::new(|| Arc::new(MdnsRegistry::loopback()));
+pub(crate) fn from_address(address: Option<&str>) -> Arc<dyn Registry> {
     match address {
-        Some("loopback") => LOOPBACK.clone(),
-        None => EVERY.clone(),
+        Some("loopback") => Arc::new(MdnsRegistry::loopback()),
+        None => Arc::new(MdnsRegistry::new()),
         Some(other) => {
             tracing::warn!(
                 "the mdns registry takes no address but `loopback` (got `{other}`): using every interface"
             );
-            EVERY.clone()
+            Arc::new(MdnsRegistry::new())
         }
     }
 }

@@ -55,7 +55,7 @@ pub use nats::{BUCKET as NATS_BUCKET, NatsRegistry};
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -304,30 +304,10 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<Watcher, RegistryError>>;
 }
 
-static MEMORY: LazyLock<Arc<dyn Registry>> = LazyLock::new(|| Arc::new(MemoryRegistry::new()));
-
-// `LocalRegistry::new` probes the file system for its directory: do it once.
-static LOCAL: LazyLock<Arc<dyn Registry>> = LazyLock::new(|| Arc::new(LocalRegistry::new()));
-
-static DEFAULT: LazyLock<Arc<dyn Registry>> =
-    LazyLock::new(|| from_options(crate::config::process_env()));
-
-/// The process-wide default registry, shared by every [`Service`](crate::Service) and
-/// [`Client`](crate::Client) that is not given another: chosen by `MICRO_REGISTRY` and
-/// `MICRO_REGISTRY_ADDRESS`, and otherwise the host-local registry, so that processes on
-/// one machine find each other with no configuration.
-///
-/// ```
-/// let registry = micro::registry::default_registry();
-/// assert!(["local", "memory"].contains(&registry.name()));
-/// ```
-pub fn default_registry() -> Arc<dyn Registry> {
-    DEFAULT.clone()
-}
-
-/// The registry that `MICRO_REGISTRY` / `MICRO_REGISTRY_ADDRESS` settings name, as a
-/// service builds it (`local` when unset); `memory` is one registry shared by the whole
-/// process. Tools use it to see what services see.
+/// A new registry of the kind that `MICRO_REGISTRY` / `MICRO_REGISTRY_ADDRESS` settings
+/// name, as a [`Runtime`](crate::Runtime) builds it (`local` when unset). Tools use it to
+/// see what services see. Each call makes a new one: a `memory` registry is shared by what
+/// shares its runtime, and no more.
 ///
 /// ```
 /// use micro::config::Options;
@@ -337,7 +317,7 @@ pub fn default_registry() -> Arc<dyn Registry> {
 /// ```
 pub fn from_options(opts: &crate::config::Options) -> Arc<dyn Registry> {
     match opts.registry.as_deref() {
-        Some("memory") => MEMORY.clone(),
+        Some("memory") => Arc::new(MemoryRegistry::new()),
         #[cfg(feature = "nats")]
         Some("nats") => Arc::new(NatsRegistry::new(
             opts.registry_address
@@ -348,12 +328,12 @@ pub fn from_options(opts: &crate::config::Options) -> Arc<dyn Registry> {
         Some("etcd") => Arc::new(EtcdRegistry::new(
             opts.registry_address.as_deref().unwrap_or("127.0.0.1:2379"),
         )),
-        // One per process and mode: each is an mDNS daemon answering for its nodes.
+        // An mDNS daemon answering for its nodes: share the runtime to share the daemon.
         #[cfg(feature = "mdns")]
-        Some("mdns") => mdns::shared(opts.registry_address.as_deref()),
+        Some("mdns") => mdns::from_address(opts.registry_address.as_deref()),
         _ => match &opts.registry_address {
             Some(dir) => Arc::new(LocalRegistry::at(dir)),
-            None => LOCAL.clone(),
+            None => Arc::new(LocalRegistry::new()),
         },
     }
 }

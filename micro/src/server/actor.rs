@@ -4,14 +4,15 @@ use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use futures_util::FutureExt;
 use tokio::task::JoinHandle;
 
 use super::{Envelope, Route};
+use crate::client::Client;
 use crate::handler::{Handler, HandlerDef};
-use crate::middleware::{Chain, Request};
+use crate::middleware::Request;
 use crate::{Context, Error, Payload};
 
 /// Counters for one handled type, shared by its actors and the routing layer.
@@ -103,7 +104,6 @@ pub(crate) fn mount<H: Handler>(
     workers: usize,
     replicate: Option<fn(&H) -> H>,
     capacity: usize,
-    chain: Chain,
 ) -> Started {
     let def = H::DEF;
     let (tx, rx) = flume::bounded(capacity.max(1));
@@ -122,7 +122,7 @@ pub(crate) fn mount<H: Handler>(
     states.push(value);
     let actors: Vec<JoinHandle<()>> = states
         .into_iter()
-        .map(|state| tokio::spawn(run(state, rx.clone(), stats.clone(), chain.clone())))
+        .map(|state| tokio::spawn(run(state, rx.clone(), stats.clone())))
         .collect();
     let routes = def
         .endpoints
@@ -149,18 +149,14 @@ pub(crate) fn mount<H: Handler>(
     }
 }
 
-async fn run<H: Handler>(
-    mut state: H,
-    mailbox: flume::Receiver<Envelope>,
-    stats: Arc<Counters>,
-    chain: Chain,
-) {
+async fn run<H: Handler>(mut state: H, mailbox: flume::Receiver<Envelope>, stats: Arc<Counters>) {
     while let Ok(envelope) = mailbox.recv_async().await {
         let Envelope {
             index,
             request,
             caller,
             reply,
+            client,
         } = envelope;
         if request.deadline.is_some_and(|d| d <= Instant::now()) {
             stats.expired.fetch_add(1, Ordering::Relaxed);
@@ -180,7 +176,7 @@ async fn run<H: Handler>(
         stats.running.fetch_add(1, Ordering::Relaxed);
         let service = request.service.clone();
         let endpoint = H::DEF.endpoints.get(index).map_or("", |e| e.name);
-        let outcome = AssertUnwindSafe(serve(&mut state, index, request, caller, &chain))
+        let outcome = AssertUnwindSafe(call(&mut state, index, request, caller, client))
             .catch_unwind()
             .await;
         stats.running.fetch_sub(1, Ordering::Relaxed);
@@ -200,30 +196,12 @@ async fn run<H: Handler>(
     }
 }
 
-/// Runs one request through the middleware chain and the handler.
-async fn serve<H: Handler>(
-    state: &mut H,
-    index: usize,
-    request: Request,
-    caller: Arc<str>,
-    chain: &Chain,
-) -> Result<Payload, Error> {
-    if chain.is_empty() {
-        return call(state, index, request, caller).await;
-    }
-    chain
-        .run(
-            request,
-            Box::new(move |request| Box::pin(call(state, index, request, caller))),
-        )
-        .await
-}
-
 async fn call<H: Handler>(
     state: &mut H,
     index: usize,
     request: Request,
     caller: Arc<str>,
+    client: Client,
 ) -> Result<Payload, Error> {
     let Request {
         service,
@@ -233,7 +211,7 @@ async fn call<H: Handler>(
         payload,
         ..
     } = request;
-    let ctx = Context::new(service, endpoint, caller, deadline, metadata);
+    let ctx = Context::new(service, endpoint, caller, deadline, metadata, client);
     ctx.clone()
         .scope(state.dispatch(&ctx, index, payload))
         .await

@@ -77,5 +77,9 @@ pub(crate) async fn serve(io: BoxIo, peer: String, router: Arc<Router>, shutdown
 fn reject(tx: &flume::Sender<Outgoing>, peer: &str, why: &str) {
     tracing::warn!(%peer, "closing connection: {why}");
     let error = Error::bad_request("micro.server", format_args!("connection closed: {why}"));
-    let _ = tx.send(Outgoing::Error { id: 0, error });
+    let _ = tx.send(Outgoing::Error {
+        id: 0,
+        error,
+        not_run: false,
+    });
 }

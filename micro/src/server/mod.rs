@@ -3,7 +3,6 @@
 mod actor;
 mod conn;
 mod debug;
-pub(crate) mod local;
 
 pub use actor::HandlerStats;
 pub(crate) use actor::{Counters, Mounted, Started, mount};
@@ -12,16 +11,21 @@ pub(crate) use debug::{Debug, Probe};
 pub use debug::{Health, Stats};
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::Poll;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tower::ServiceExt;
 
+use crate::client::Client;
 use crate::codec::ContentType;
 use crate::handler::EndpointDef;
-use crate::middleware::Request;
+use crate::middleware::{BoxLayer, BoxService, Request};
 use crate::wire::{Outgoing, RequestFrame};
-use crate::{Error, Payload};
+use crate::{BoxFuture, Error, Payload};
 
 /// One request on its way through a mailbox.
 pub(crate) struct Envelope {
@@ -29,12 +33,15 @@ pub(crate) struct Envelope {
     pub(crate) request: Request,
     pub(crate) caller: Arc<str>,
     pub(crate) reply: ReplyTo,
+    /// The running service's client, for the handler's [`Context`](crate::Context).
+    pub(crate) client: Client,
 }
 
 /// Where the answer to an [`Envelope`] goes.
 pub(crate) enum ReplyTo {
-    /// A caller in this process, waiting for the typed reply.
-    Local(oneshot::Sender<Result<Payload, Error>>),
+    /// A caller in this process, waiting for the reply. `true` with an error: the request
+    /// was turned away before it ran.
+    Local(oneshot::Sender<Result<Payload, (Error, bool)>>),
     /// A connection's write queue.
     Remote {
         tx: flume::Sender<Outgoing>,
@@ -53,7 +60,17 @@ impl ReplyTo {
         }
     }
 
+    /// Answers with what the handler returned (or why it could not run it).
     pub(crate) fn send(self, result: Result<Payload, Error>) {
+        self.answer(result.map_err(|e| (e, false)));
+    }
+
+    /// Answers that the request was turned away before it ran: safe for the caller to retry.
+    pub(crate) fn turn_away(self, error: Error) {
+        self.answer(Err((error, true)));
+    }
+
+    fn answer(self, result: Result<Payload, (Error, bool)>) {
         match self {
             ReplyTo::Local(tx) => {
                 let _ = tx.send(result);
@@ -64,18 +81,29 @@ impl ReplyTo {
                 content_type,
                 max_frame,
             } => {
-                let frame = match result.and_then(|p| encode_reply(&p, content_type, max_frame)) {
-                    Ok(body) => Outgoing::Reply {
-                        id,
-                        content_type,
-                        body,
-                    },
-                    Err(error) => Outgoing::Error { id, error },
-                };
                 // The connection is gone: nobody to tell.
-                let _ = tx.send(frame);
+                let _ = tx.send(reply_frame(id, content_type, max_frame, result));
             }
         }
+    }
+}
+
+/// The frame that answers call `id`.
+fn reply_frame(
+    id: u64,
+    content_type: ContentType,
+    max_frame: usize,
+    result: Result<Payload, (Error, bool)>,
+) -> Outgoing {
+    let result =
+        result.and_then(|p| encode_reply(&p, content_type, max_frame).map_err(|e| (e, false)));
+    match result {
+        Ok(body) => Outgoing::Reply {
+            id,
+            content_type,
+            body,
+        },
+        Err((error, not_run)) => Outgoing::Error { id, error, not_run },
     }
 }
 
@@ -111,11 +139,24 @@ pub(crate) struct Route {
 }
 
 /// The endpoints of one running service, by wire name.
-#[derive(Debug)]
 pub(crate) struct Router {
     pub(crate) service: Arc<str>,
     pub(crate) routes: HashMap<&'static str, Route>,
     pub(crate) max_frame: usize,
+    /// Given to handlers through their context.
+    pub(crate) client: Client,
+    /// The service's layers around the mailbox, when it has any.
+    pub(crate) layered: Option<BoxService>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("service", &self.service)
+            .field("routes", &self.routes.len())
+            .field("layered", &self.layered.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Envelope {
@@ -127,6 +168,31 @@ impl std::fmt::Debug for Envelope {
 }
 
 impl Router {
+    /// A router; with `layers`, every request passes through them before its mailbox.
+    pub(crate) fn new(
+        service: Arc<str>,
+        routes: HashMap<&'static str, Route>,
+        max_frame: usize,
+        client: Client,
+        layers: &[BoxLayer],
+    ) -> Arc<Router> {
+        Arc::new_cyclic(|router: &Weak<Router>| {
+            let layered = (!layers.is_empty()).then(|| {
+                let mailbox = BoxService::new(Mailbox {
+                    router: router.clone(),
+                });
+                crate::middleware::apply(layers, mailbox)
+            });
+            Router {
+                service,
+                routes,
+                max_frame,
+                client,
+                layered,
+            }
+        })
+    }
+
     fn route(&self, service: &str, endpoint: &str) -> Result<&Route, Error> {
         if service != &*self.service {
             return Err(Error::not_found(
@@ -145,33 +211,33 @@ impl Router {
         })
     }
 
-    /// Puts an envelope in its mailbox, or answers it at once when that is impossible.
+    /// Puts an envelope in its mailbox, or turns it away at once when that is impossible.
     fn enqueue(&self, route: &Route, envelope: Envelope) {
         match route.mailbox.try_send(envelope) {
             Ok(()) => {}
             Err(flume::TrySendError::Full(envelope)) => {
                 route.stats.record_rejected();
                 let name = route.def.name;
-                envelope.reply.send(Err(Error::overloaded(
+                envelope.reply.turn_away(Error::overloaded(
                     &*self.service,
                     format_args!(
                         "{name}: mailbox full ({} queued); retry later",
                         route.mailbox.capacity().unwrap_or_default()
                     ),
-                )));
+                ));
             }
             Err(flume::TrySendError::Disconnected(envelope)) => {
-                envelope.reply.send(Err(Error::unavailable(
+                envelope.reply.turn_away(Error::unavailable(
                     &*self.service,
                     "the service is shutting down",
-                )));
+                ));
             }
         }
     }
 
     /// Serves a request frame from a connection; the answer goes to `tx`.
     pub(crate) fn dispatch_frame(
-        &self,
+        self: &Arc<Self>,
         frame: RequestFrame,
         caller: &Arc<str>,
         tx: &flume::Sender<Outgoing>,
@@ -182,50 +248,128 @@ impl Router {
                 let _ = tx.send(Outgoing::Error {
                     id: frame.id,
                     error,
+                    not_run: false,
                 });
                 return;
             }
         };
         let deadline = (frame.timeout_ms > 0)
             .then(|| Instant::now() + Duration::from_millis(u64::from(frame.timeout_ms)));
+        let mut request = Request::new(
+            self.service.clone(),
+            route.def.name.into(),
+            frame.metadata,
+            deadline,
+            Payload::encoded(frame.content_type, frame.body),
+        );
+        request.caller = caller.clone();
+        let (id, content_type, max_frame) = (frame.id, frame.content_type, self.max_frame);
+        if let Some(layered) = &self.layered {
+            let (layered, tx) = (layered.clone(), tx.clone());
+            tokio::spawn(async move {
+                let turned_away = Arc::new(AtomicBool::new(false));
+                request.turned_away = Some(turned_away.clone());
+                let result = layered.oneshot(request).await;
+                let not_run = turned_away.load(Ordering::Acquire);
+                let _ = tx.send(reply_frame(
+                    id,
+                    content_type,
+                    max_frame,
+                    result.map_err(|e| (e, not_run)),
+                ));
+            });
+            return;
+        }
         let envelope = Envelope {
             index: route.index,
-            request: Request {
-                service: self.service.clone(),
-                endpoint: route.def.name.into(),
-                metadata: frame.metadata,
-                deadline,
-                payload: Payload::encoded(frame.content_type, frame.body),
-            },
+            request,
             caller: caller.clone(),
             reply: ReplyTo::Remote {
                 tx: tx.clone(),
-                id: frame.id,
-                content_type: frame.content_type,
-                max_frame: self.max_frame,
+                id,
+                content_type,
+                max_frame,
             },
+            client: self.client.clone(),
         };
         self.enqueue(route, envelope);
     }
 
-    /// Serves a call from this process: no socket, no encoding.
-    pub(crate) async fn call_local(&self, request: Request) -> Result<Payload, Error> {
-        let route = self.route(&request.service, &request.endpoint)?;
+    /// Serves a call from this process: no socket, no encoding. `true` with an error: the
+    /// request was turned away before it ran.
+    pub(crate) async fn call_local(&self, mut request: Request) -> Result<Payload, (Error, bool)> {
+        request.caller = LOCAL_CALLER.with(Arc::clone);
+        match &self.layered {
+            Some(layered) => {
+                let turned_away = Arc::new(AtomicBool::new(false));
+                request.turned_away = Some(turned_away.clone());
+                layered
+                    .clone()
+                    .oneshot(request)
+                    .await
+                    .map_err(|e| (e, turned_away.load(Ordering::Acquire)))
+            }
+            None => self.enqueue_local(request).await,
+        }
+    }
+
+    /// Puts a request in its mailbox and waits for the answer.
+    async fn enqueue_local(&self, request: Request) -> Result<Payload, (Error, bool)> {
+        let route = self
+            .route(&request.service, &request.endpoint)
+            .map_err(|e| (e, false))?;
         let (tx, rx) = oneshot::channel();
         let envelope = Envelope {
             index: route.index,
+            caller: request.caller.clone(),
             request,
-            caller: Arc::clone(&LOCAL_CALLER),
             reply: ReplyTo::Local(tx),
+            client: self.client.clone(),
         };
         self.enqueue(route, envelope);
         rx.await.unwrap_or_else(|_| {
-            Err(Error::unavailable(
-                &*self.service,
-                "the service stopped before answering",
+            Err((
+                Error::unavailable(&*self.service, "the service stopped before answering"),
+                false,
             ))
         })
     }
 }
 
-static LOCAL_CALLER: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "local".into());
+/// The innermost service of a layered router: the mailbox.
+#[derive(Clone)]
+struct Mailbox {
+    router: Weak<Router>,
+}
+
+impl tower::Service<Request> for Mailbox {
+    type Response = Payload;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Payload, Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let router = self.router.upgrade();
+        Box::pin(async move {
+            let router =
+                router.ok_or_else(|| Error::unavailable("micro.server", "the service stopped"))?;
+            let turned_away = request.turned_away.clone();
+            router
+                .enqueue_local(request)
+                .await
+                .map_err(|(error, not_run)| {
+                    if let (true, Some(flag)) = (not_run, turned_away) {
+                        flag.store(true, Ordering::Release);
+                    }
+                    error
+                })
+        })
+    }
+}
+
+thread_local! {
+    static LOCAL_CALLER: Arc<str> = Arc::from("local");
+}

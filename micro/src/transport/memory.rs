@@ -1,6 +1,6 @@
 use std::io;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 use tokio::io::DuplexStream;
@@ -11,26 +11,43 @@ use crate::BoxFuture;
 
 /// Streams within one process: each connection is a `tokio::io::duplex` pair.
 ///
-/// Addresses are names in a process-wide table; `memory:` (or an empty name, or a name
-/// ending in `:0`) picks a fresh unique one. Handy for tests of the wire path without sockets.
+/// A `Memory` value is a network of its own: addresses are names in its table, and clones
+/// share it. `memory:` (or an empty name, or a name ending in `:0`) picks a fresh unique
+/// one. Handy for tests of the wire path without sockets. A [`Runtime`](crate::Runtime)
+/// has one, which its services and clients use for `memory:` addresses.
 ///
 /// ```
 /// use micro::transport::{Memory, Transport};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-/// let listener = Memory.listen("memory:").await?;
+/// let network = Memory::new();
+/// let listener = network.listen("memory:").await?;
 /// assert!(listener.local_addr().starts_with("memory:"));
-/// assert!(Memory.dial("memory:nobody-here").await.is_err());
+/// assert!(network.dial("memory:nobody-here").await.is_err());
+/// assert!(Memory::new().dial(&listener.local_addr()).await.is_err(), "another network");
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Memory;
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    net: Arc<Net>,
+}
+
+#[derive(Debug, Default)]
+struct Net {
+    listeners: DashMap<String, mpsc::Sender<DuplexStream>>,
+    next: AtomicU64,
+}
+
+impl Memory {
+    /// A new, empty network.
+    ///
+    /// See the [type-level example](Self).
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
 
 const BUFFER: usize = 256 * 1024;
-
-static LISTENERS: LazyLock<DashMap<String, mpsc::Sender<DuplexStream>>> =
-    LazyLock::new(DashMap::new);
-static NEXT: AtomicU64 = AtomicU64::new(1);
 
 impl Transport for Memory {
     fn name(&self) -> &'static str {
@@ -41,12 +58,15 @@ impl Transport for Memory {
         Box::pin(async move {
             let name = addr.strip_prefix("memory:").unwrap_or(addr);
             let addr = if name.is_empty() || name.ends_with(":0") {
-                format!("memory:{}", NEXT.fetch_add(1, Ordering::Relaxed))
+                format!(
+                    "memory:{}",
+                    self.net.next.fetch_add(1, Ordering::Relaxed) + 1
+                )
             } else {
                 format!("memory:{name}")
             };
             let (tx, rx) = mpsc::channel(128);
-            match LISTENERS.entry(addr.clone()) {
+            match self.net.listeners.entry(addr.clone()) {
                 dashmap::Entry::Occupied(e) if !e.get().is_closed() => {
                     return Err(io::Error::new(
                         io::ErrorKind::AddrInUse,
@@ -60,7 +80,11 @@ impl Transport for Memory {
                     e.insert(tx);
                 }
             }
-            Ok(Box::new(MemoryListener { addr, rx }) as Box<dyn Listener>)
+            Ok(Box::new(MemoryListener {
+                addr,
+                rx,
+                net: Arc::downgrade(&self.net),
+            }) as Box<dyn Listener>)
         })
     }
 
@@ -77,7 +101,12 @@ impl Transport for Memory {
                     format!("nothing listens on {key}"),
                 )
             };
-            let tx = LISTENERS.get(&key).map(|e| e.clone()).ok_or_else(refused)?;
+            let tx = self
+                .net
+                .listeners
+                .get(&key)
+                .map(|e| e.clone())
+                .ok_or_else(refused)?;
             let (ours, theirs) = tokio::io::duplex(BUFFER);
             tx.send(theirs).await.map_err(|_| refused())?;
             Ok(Box::new(ours) as BoxIo)
@@ -89,6 +118,7 @@ impl Transport for Memory {
 struct MemoryListener {
     addr: String,
     rx: mpsc::Receiver<DuplexStream>,
+    net: Weak<Net>,
 }
 
 impl Listener for MemoryListener {
@@ -111,6 +141,8 @@ impl Listener for MemoryListener {
 
 impl Drop for MemoryListener {
     fn drop(&mut self) {
-        LISTENERS.remove(&self.addr);
+        if let Some(net) = self.net.upgrade() {
+            net.listeners.remove(&self.addr);
+        }
     }
 }

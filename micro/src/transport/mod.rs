@@ -16,7 +16,7 @@
 //! use micro::transport::{Memory, Transport};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-//! let transport = Memory;
+//! let transport = Memory::new();
 //! let mut listener = transport.listen("memory:doc-example").await?;
 //! let _client_side = transport.dial(&listener.local_addr()).await?;
 //! let (_server_side, peer) = listener.accept().await?;
@@ -87,7 +87,7 @@ pub trait Listener: Send + fmt::Debug {
 pub fn by_name(name: &str) -> Option<Arc<dyn Transport>> {
     match name {
         "tcp" => Some(Arc::new(Tcp)),
-        "memory" => Some(Arc::new(Memory)),
+        "memory" => Some(Arc::new(Memory::new())),
         _ => None,
     }
 }

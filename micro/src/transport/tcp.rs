@@ -40,6 +40,28 @@ impl Transport for Tcp {
     }
 }
 
+impl Tcp {
+    /// A listener on a socket the program bound itself.
+    ///
+    /// # Errors
+    /// When the socket cannot be put in non-blocking mode or has no local address.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// let socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let port = socket.local_addr()?.port();
+    /// let listener = micro::transport::Tcp::from_std(socket)?;
+    /// assert_eq!(listener.local_addr(), format!("127.0.0.1:{port}"));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<Box<dyn Listener>> {
+        listener.set_nonblocking(true)?;
+        let inner = TcpListener::from_std(listener)?;
+        let local = inner.local_addr()?.to_string();
+        Ok(Box::new(TcpListen { inner, local }))
+    }
+}
+
 #[derive(Debug)]
 struct TcpListen {
     inner: TcpListener,

@@ -3,7 +3,9 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +18,9 @@ const UNWATCHED_TTL: Duration = Duration::from_secs(1);
 /// How long an answer kept current by the watch is trusted before it is read again anyway
 /// (a watch can miss events across a registry reconnect).
 const WATCHED_TTL: Duration = Duration::from_secs(30);
+/// Services whose answers are kept at once. Callers choose the names they look up (a
+/// gateway passes on whatever a request names), so the table is pruned past this size.
+const MAX_ENTRIES: usize = 4096;
 
 const IDLE: u8 = 0;
 const STARTING: u8 = 1;
@@ -45,10 +50,6 @@ impl Cache {
             watch: AtomicU8::new(IDLE),
             stop: CancellationToken::new(),
         }
-    }
-
-    pub(crate) fn registry(&self) -> &Arc<dyn Registry> {
-        &self.registry
     }
 
     fn ttl(&self) -> Duration {
@@ -82,19 +83,25 @@ impl Cache {
         }
         // One registry read per service at a time: the others wait for its answer.
         let lock = self.fetching.entry(service.clone()).or_default().clone();
-        let _turn = lock.lock().await;
+        let turn = lock.lock().await;
         if let Some(services) = self.fresh(service) {
             return Ok(services);
         }
         match self.registry.get_service(service).await {
             Ok(versions) => {
                 let services: Arc<[Service]> = versions.into();
+                self.prune();
                 self.entries
                     .insert(service.clone(), (Instant::now(), services.clone()));
                 Ok(services)
             }
             Err(RegistryError::NotFound(_)) => {
                 self.entries.remove(service);
+                // Names that serve nothing leave nothing behind.
+                drop(turn);
+                drop(lock);
+                self.fetching
+                    .remove_if(service, |_, lock| Arc::strong_count(lock) == 1);
                 Err(Error::not_found(
                     "micro.client",
                     format_args!("service {service} not found"),
@@ -113,6 +120,20 @@ impl Cache {
                 None => Err(e.into()),
             },
         }
+    }
+
+    /// Keeps the table under [`MAX_ENTRIES`]: stale answers go first, then the rest (they are
+    /// only a cache: the next lookup reads the registry again).
+    fn prune(&self) {
+        if self.entries.len() < MAX_ENTRIES {
+            return;
+        }
+        let ttl = self.ttl();
+        self.entries.retain(|_, e| e.0.elapsed() < ttl);
+        if self.entries.len() >= MAX_ENTRIES {
+            self.entries.clear();
+        }
+        self.fetching.retain(|_, lock| Arc::strong_count(lock) > 1);
     }
 
     /// Marks `service` as due for a fresh read (its answer stays as a fallback).

@@ -1,0 +1,358 @@
+//! The balance layer: chooses a node for each attempt and makes the attempt on it.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::pool::Pool;
+use crate::codec::ContentType;
+use crate::discovery::{self, Ejections, node_key};
+use crate::middleware::Request;
+use crate::registry::Node;
+use crate::runtime::Runtime;
+use crate::selector::Selector;
+use crate::server::{HEADER_ALLOWANCE, Router};
+use crate::transport::Transport;
+use crate::wire::{Frame, Outgoing};
+use crate::{BoxFuture, Error, Payload};
+
+/// What went wrong in an attempt, for the retry policy and ejection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fault {
+    /// Never reached the node (refused, or the connection was closing): not run.
+    Refused,
+    /// The node turned it away before running it (a full mailbox, shutting down): not run.
+    Rejected,
+    /// The connection failed after the request was sent: it may have run.
+    Lost,
+    /// The node (or the client, before sending) answered with an error.
+    Answered,
+}
+
+/// A failed attempt: the error for the caller, and what the retry policy needs to know.
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub(super) error: Error,
+    pub(super) fault: Fault,
+    /// The node tried, so that a retry can go elsewhere.
+    pub(super) node: Option<Arc<str>>,
+}
+
+impl Failure {
+    fn new(error: Error, fault: Fault) -> Self {
+        Self {
+            error,
+            fault,
+            node: None,
+        }
+    }
+}
+
+pub(super) struct Settings {
+    pub(super) runtime: Runtime,
+    pub(super) selector: Arc<dyn Selector>,
+    pub(super) ejection: Duration,
+    pub(super) content_type: ContentType,
+    pub(super) fast_path: bool,
+    pub(super) per_node: usize,
+    pub(super) max_frame: usize,
+}
+
+/// Chooses a node (discovery, filters, ejection, selector) and calls it: in-process when
+/// this runtime serves it, else over a pooled connection.
+#[derive(Clone)]
+pub(super) struct Balance {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    runtime: Runtime,
+    selector: Arc<dyn Selector>,
+    ejections: Ejections,
+    content_type: ContentType,
+    fast_path: bool,
+    max_frame: usize,
+    pool: Pool,
+}
+
+impl Balance {
+    pub(super) fn new(settings: Settings) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                pool: Pool::new(settings.per_node, settings.max_frame),
+                runtime: settings.runtime,
+                selector: settings.selector,
+                ejections: Ejections::new(settings.ejection),
+                content_type: settings.content_type,
+                fast_path: settings.fast_path,
+                max_frame: settings.max_frame,
+            }),
+        }
+    }
+
+    pub(super) async fn connect(&self, service: &str) -> Result<usize, Error> {
+        let shared = &self.shared;
+        let service: Arc<str> = service.into();
+        let services = shared.runtime.cache().lookup(&service).await?;
+        let mut connected = 0;
+        let mut last = None;
+        for node in services.iter().flat_map(|s| s.nodes.iter()) {
+            if shared.local(node).is_some() {
+                connected += 1;
+                continue;
+            }
+            let transport = shared.runtime.transport_named(transport_of(node));
+            match shared.pool.get(&*transport, &node.address).await {
+                Ok(_) => connected += 1,
+                Err(e) => last = Some(e),
+            }
+        }
+        match (connected, last) {
+            (0, Some(e)) => Err(e),
+            (n, _) => Ok(n),
+        }
+    }
+}
+
+impl tower::Service<Request> for Balance {
+    type Response = Payload;
+    type Error = Failure;
+    type Future = BoxFuture<'static, Result<Payload, Failure>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Failure>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move { shared.attempt(req).await })
+    }
+}
+
+fn transport_of(node: &Node) -> Option<&str> {
+    node.metadata.get("transport").map(String::as_str)
+}
+
+impl Shared {
+    async fn attempt(&self, req: Request) -> Result<Payload, Failure> {
+        if let Some(address) = &req.options.node {
+            let node = Node {
+                address: address.clone(),
+                ..Node::default()
+            };
+            let transport = self.runtime.transport_for_address(address);
+            return self.remote(&node, &*transport, req).await;
+        }
+        let node = self
+            .pick(&req)
+            .await
+            .map_err(|e| Failure::new(e, Fault::Answered))?;
+        let mut guard = Attempt {
+            shared: self,
+            node: &node,
+            service: req.service.clone(),
+            deadline: req.deadline,
+            settled: false,
+        };
+        let outcome = match self.local(&node) {
+            Some(router) => local(&router, req).await,
+            None => {
+                let transport = self.runtime.transport_named(transport_of(&node));
+                self.remote(&node, &*transport, req).await
+            }
+        };
+        guard.settle(outcome.as_ref().err().map(|f| (&f.error, f.fault)));
+        outcome.map_err(|mut f| {
+            f.node = Some(node_key(&node).into());
+            f
+        })
+    }
+
+    /// The router of `node` when this runtime serves it (and the fast path is on).
+    fn local(&self, node: &Node) -> Option<Arc<Router>> {
+        if !self.fast_path || node.id.is_empty() {
+            return None;
+        }
+        self.runtime.hosted().get(&node.id).map(|r| r.clone())
+    }
+
+    /// Chooses a node for `req`: registry (cached), filters, outlier ejection, then the
+    /// selector. Nodes this call already tried are avoided when others remain.
+    async fn pick(&self, req: &Request) -> Result<Node, Error> {
+        let services = self.runtime.cache().lookup(&req.service).await?;
+        let candidates = discovery::candidates(
+            &req.service,
+            &services,
+            &req.endpoint,
+            req.options.version.as_deref(),
+            &req.options.node_metadata,
+        )?;
+        let healthy: Vec<Node> = candidates
+            .iter()
+            .filter(|n| !req.tried.iter().any(|t| **t == *node_key(n)))
+            .filter(|n| !self.ejections.is_out(n))
+            .cloned()
+            .collect();
+        // Every node ejected or tried: better one more attempt on one of them than none.
+        let mut pool = if healthy.is_empty() {
+            candidates
+        } else {
+            healthy
+        };
+        let index = self.selector.select(&req.service, &pool).ok_or_else(|| {
+            Error::unavailable(
+                "micro.client",
+                format_args!("service {} has no nodes", req.service),
+            )
+        })?;
+        Ok(pool.swap_remove(index))
+    }
+
+    /// One attempt over the network.
+    async fn remote(
+        &self,
+        node: &Node,
+        transport: &dyn Transport,
+        req: Request,
+    ) -> Result<Payload, Failure> {
+        let content_type = req.options.content_type.unwrap_or(self.content_type);
+        let body = req.payload.to_bytes(content_type).map_err(|e| {
+            Failure::new(
+                Error::bad_request(
+                    "micro.client",
+                    format_args!("cannot encode the request as {content_type}: {e}"),
+                ),
+                Fault::Answered,
+            )
+        })?;
+        if body.len() + HEADER_ALLOWANCE > self.max_frame {
+            return Err(Failure::new(
+                Error::bad_request(
+                    "micro.client",
+                    format_args!(
+                        "request of {} bytes exceeds the {}-byte frame limit",
+                        body.len(),
+                        self.max_frame
+                    ),
+                ),
+                Fault::Answered,
+            ));
+        }
+        let conn = self
+            .pool
+            .get(transport, &node.address)
+            .await
+            .map_err(|e| Failure::new(e, Fault::Refused))?;
+        let timeout_ms = req.deadline.map_or(0, |d| {
+            let ms = d.saturating_duration_since(Instant::now()).as_millis();
+            u32::try_from(ms).unwrap_or(u32::MAX).max(1)
+        });
+        let Request {
+            service,
+            endpoint,
+            metadata,
+            ..
+        } = req;
+        let frame = conn
+            .call(|id| Outgoing::Request {
+                id,
+                content_type,
+                timeout_ms,
+                service,
+                endpoint,
+                metadata,
+                body,
+            })
+            .await
+            .map_err(|f| match f {
+                super::Failure::NotRun(e) => Failure::new(e, Fault::Refused),
+                super::Failure::Final(e) => Failure::new(e, Fault::Lost),
+            })?;
+        match frame {
+            Frame::Reply {
+                content_type, body, ..
+            } => Ok(Payload::encoded(content_type, body)),
+            Frame::Error {
+                error,
+                not_run: true,
+                ..
+            } => Err(Failure::new(error, Fault::Rejected)),
+            Frame::Error { error, .. } => Err(Failure::new(error, Fault::Answered)),
+            _ => Err(Failure::new(
+                Error::internal("micro.client", "unexpected frame"),
+                Fault::Lost,
+            )),
+        }
+    }
+
+    /// Takes a node out of selection after a connection failure or timeout.
+    fn eject(&self, service: &str, node: &Node, why: &Error) {
+        let backoff = self.ejections.eject(node);
+        tracing::info!(%service, node = %node.address, "ejected for {backoff:?}: {why}");
+        // The registry may know better by now.
+        self.runtime.cache().expire(service);
+    }
+}
+
+/// One attempt in-process: no socket, no encoding.
+async fn local(router: &Router, req: Request) -> Result<Payload, Failure> {
+    router.call_local(req).await.map_err(|(error, not_run)| {
+        let fault = if not_run {
+            Fault::Rejected
+        } else {
+            Fault::Answered
+        };
+        Failure::new(error, fault)
+    })
+}
+
+/// Reports one attempt to the selector and the ejection table exactly once, including when
+/// the attempt's future is dropped (its deadline passed: a timeout strike).
+struct Attempt<'a> {
+    shared: &'a Shared,
+    node: &'a Node,
+    service: Arc<str>,
+    deadline: Option<Instant>,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    fn settle(&mut self, failure: Option<(&Error, Fault)>) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let shared = self.shared;
+        match failure {
+            None | Some((_, Fault::Answered | Fault::Rejected)) => {
+                shared.selector.report(&self.service, self.node, Ok(()));
+                shared.ejections.forgive(self.node);
+            }
+            Some((error, Fault::Refused | Fault::Lost)) => {
+                // Out of selection before anyone hears of the failure.
+                shared.eject(&self.service, self.node, error);
+                shared.selector.report(&self.service, self.node, Err(error));
+            }
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let timed_out = self.deadline.is_some_and(|d| d <= Instant::now());
+        if timed_out {
+            let error = Error::timeout("micro.client", "no reply before the deadline");
+            self.settle(Some((&error, Fault::Lost)));
+        } else {
+            // Cancelled by the caller: not the node's fault.
+            self.settled = true;
+            self.shared
+                .selector
+                .report(&self.service, self.node, Ok(()));
+        }
+    }
+}
