@@ -69,6 +69,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod addr;
 pub mod broker;
 pub mod client;
 pub mod codec;

@@ -391,9 +391,10 @@ pub fn from_options(opts: &crate::config::Options) -> Arc<dyn Broker> {
             Arc::new(NatsBroker::new(address).jetstream(kind == "jetstream"))
         }
         _ => {
-            let broker = EmbeddedBroker::new(crate::registry::from_options(opts));
-            Arc::new(match &opts.broker_address {
-                Some(address) => broker.address(address.clone()),
+            let broker = EmbeddedBroker::new(crate::registry::from_options(opts))
+                .address(embedded::inbox_address(opts));
+            Arc::new(match &opts.server_interface {
+                Some(name) => broker.interface(name.clone()),
                 None => broker,
             })
         }
