@@ -288,6 +288,13 @@ impl Network {
         assert!(status.success(), "{} never listened on {endpoint}", argv[0]);
     }
 
+    /// Whether something on host `from` can open a TCP connection to `addr` within `limit`.
+    pub fn reachable(&self, from: usize, addr: &str, limit: Duration) -> bool {
+        let ms = limit.as_millis().to_string();
+        let mut probe = self.spawn(from, &self.node(&["wait-tcp", addr, &ms]), &[]);
+        probe.wait_exit(limit + Duration::from_secs(10)).success()
+    }
+
     /// Cuts host `i` off the network (its `eth0` goes down), or puts it back.
     pub fn link(&self, i: usize, up: bool) {
         let state = if up { "up" } else { "down" };
@@ -295,18 +302,25 @@ impl Network {
     }
 
     /// Makes host `to` unreachable from host `from` (packets to it are dropped), or
-    /// reachable again. Other hosts are not affected.
+    /// reachable again. Other hosts are not affected. Open TCP connections from `from` to
+    /// `to` are aborted too, as a firewall that forgets them would: an idle connection
+    /// would otherwise notice nothing for minutes.
     pub fn block(&self, from: usize, to: usize, blocked: bool) {
-        let target = format!("{}/32", self.hosts[to].ip);
+        let target = self.hosts[to].ip.to_string();
         let op = if blocked { "add" } else { "del" };
-        ip(&[
-            "-n",
-            &self.hosts[from].ns,
-            "route",
-            op,
-            "blackhole",
-            &target,
-        ]);
+        let ns = &self.hosts[from].ns;
+        ip(&["-n", ns, "route", op, "blackhole", &format!("{target}/32")]);
+        if blocked {
+            let out = Command::new("ip")
+                .args(["netns", "exec", ns, "ss", "-K", "dst", &target])
+                .output()
+                .expect("run ss");
+            assert!(
+                out.status.success(),
+                "ss -K: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
     }
 }
 

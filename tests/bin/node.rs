@@ -17,7 +17,8 @@
 //!                                        `serving ADDRESS` once registered
 //! test-node create COUNT                 call `consignment` COUNT times, print `created
 //!                                        ID VESSEL_PID` per reply
-//! test-node wait-tcp HOST:PORT           wait (at most 20 s) until something accepts there
+//! test-node wait-tcp HOST:PORT [MS]      wait (at most MS ms, default 20 s) until something
+//!                                        accepts there; fail if nothing does
 //! ```
 //!
 //! All take their settings from `MICRO_*` variables and flags, like any service.
@@ -245,9 +246,10 @@ async fn wait_tcp(args: &[String]) -> micro::Result<()> {
     let addr = args
         .get(2)
         .ok_or_else(|| Error::bad_request("test-node", "usage: wait-tcp HOST:PORT"))?;
+    let limit = Duration::from_millis(args.get(3).and_then(|ms| ms.parse().ok()).unwrap_or(20_000));
     let start = std::time::Instant::now();
     while tokio::net::TcpStream::connect(addr.as_str()).await.is_err() {
-        if start.elapsed() > Duration::from_secs(20) {
+        if start.elapsed() > limit {
             return Err(Error::unavailable(
                 "test-node",
                 format_args!("nothing listens on {addr}"),
