@@ -258,5 +258,8 @@ fn the_gateway_listens_on_colon_port_and_refuses_a_malformed_address() {
 
     let err = world.run(&["api", "--address", "::1:8080"]).error();
     assert_eq!(err.code, 400);
-    assert!(err.detail.contains("IPv6 addresses go in brackets"), "{err:?}");
+    assert!(
+        err.detail.contains("IPv6 addresses go in brackets"),
+        "{err:?}"
+    );
 }

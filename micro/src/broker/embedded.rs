@@ -394,3 +394,29 @@ impl Handler for Inbox {
         Some(self.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inbox_listens_where_the_server_does_unless_told_otherwise() {
+        let opts = |server: Option<&str>, broker: Option<&str>| Options {
+            server_address: server.map(String::from),
+            broker_address: broker.map(String::from),
+            ..Options::default()
+        };
+        assert_eq!(inbox_address(&opts(None, None)), "127.0.0.1:0");
+        assert_eq!(inbox_address(&opts(Some(":50051"), None)), ":0");
+        assert_eq!(inbox_address(&opts(Some("[::]:1"), None)), "[::]:0");
+        assert_eq!(
+            inbox_address(&opts(Some("10.0.0.5:8080"), None)),
+            "10.0.0.5:0"
+        );
+        assert_eq!(inbox_address(&opts(Some("memory:x"), None)), "127.0.0.1:0");
+        assert_eq!(
+            inbox_address(&opts(Some(":50051"), Some("10.0.0.5:7000"))),
+            "10.0.0.5:7000"
+        );
+    }
+}
