@@ -21,7 +21,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,10 +101,8 @@ fn sweep_stale() {
             .strip_prefix(PREFIX)
             .and_then(|rest| rest.split_once('n'))
             .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        if let Some(pid) = owner {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                remove_namespace(ns);
-            }
+        if owner.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            remove_namespace(ns);
         }
     }
 }
@@ -362,10 +360,7 @@ impl Proc {
     /// The next line it writes on stdout, waiting at most `limit`; `None` when it wrote
     /// none in time or closed stdout.
     pub fn line(&self, limit: Duration) -> Option<String> {
-        match self.lines.recv_timeout(limit) {
-            Ok(line) => Some(line),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.lines.recv_timeout(limit).ok()
     }
 
     /// Reads lines until one starts with `prefix`, waiting at most `limit` in all; returns

@@ -54,13 +54,13 @@ fn a_rolling_restart_under_load_fails_no_call() {
     }
 
     let before = calls;
-    for i in 0..3 {
-        instances[i].sigterm();
-        let status = instances[i].wait_exit(Duration::from_secs(60));
+    for (i, instance) in instances.iter_mut().enumerate() {
+        instance.sigterm();
+        let status = instance.wait_exit(Duration::from_secs(60));
         assert!(status.success(), "instance {i} exited with {status}");
-        instances[i] = net.spawn(i + 1, &serve, &env);
-        instances[i].expect("serving ", Duration::from_secs(30));
-        let fresh = instances[i].pid();
+        *instance = net.spawn(i + 1, &serve, &env);
+        instance.expect("serving ", Duration::from_secs(30));
+        let fresh = instance.pid();
         let mut waited = 0;
         while next(&load) != fresh {
             waited += 1;
