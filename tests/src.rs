@@ -7,6 +7,8 @@ use std::time::Duration;
 use micro::prelude::*;
 use tokio::sync::Semaphore;
 
+pub mod hosts;
+
 /// A counter with a gate: `wait` blocks its actor until the test adds permits, so tests can
 /// hold a mailbox still and fill it deterministically.
 #[derive(Clone)]

@@ -182,7 +182,8 @@ pub(crate) struct PublishArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ApiArgs {
-    /// Address to listen on; port 0 picks a free one. The bound address is printed on stdout.
+    /// Address to listen on: `:PORT` for every interface, `HOST:PORT`, `[::]:PORT`; port 0
+    /// picks a free one. The bound address is printed on stdout.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
     pub(crate) address: String,
     /// Largest request body accepted: bytes, or with a KiB/MiB suffix.
@@ -202,7 +203,8 @@ pub(crate) struct ApiArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct WebArgs {
-    /// Address to listen on; port 0 picks a free one. The bound address is printed on stdout.
+    /// Address to listen on: `:PORT` for every interface, `HOST:PORT`, `[::]:PORT`; port 0
+    /// picks a free one. The bound address is printed on stdout.
     #[arg(long, default_value = "127.0.0.1:8082", value_name = "HOST:PORT")]
     pub(crate) address: String,
     /// Longest a call from the dashboard may take, such as 2s (default: --client_request_timeout).

@@ -98,7 +98,9 @@ pub(crate) async fn shutdown_signal() {
 /// Listens on `address`, prints `micro {command} listening on http://ADDR` on stdout (so a
 /// script or a test can use port 0), and serves `app` until Ctrl-C or SIGTERM.
 pub(crate) async fn serve(command: &str, address: &str, app: Router) -> Result<(), Failure> {
-    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+    let parsed = micro::addr::ListenAddr::parse(address)
+        .map_err(|e| Error::bad_request(format!("micro.{command}"), e))?;
+    let listener = parsed.bind().await.map_err(|e| {
         Error::internal(
             format!("micro.{command}"),
             format_args!("cannot listen on {address}: {e}"),

@@ -238,3 +238,28 @@ fn sixty_four_connections_for_a_second_see_no_error() {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.contains("\nerrors       0\n"), "{}", out.stdout);
 }
+
+/// `--address :0` listens on every interface, as services' `MICRO_SERVER_ADDRESS=:0` does;
+/// an address that is not one fails at once, saying why.
+#[test]
+fn the_gateway_listens_on_colon_port_and_refuses_a_malformed_address() {
+    let world = World::new();
+    let _demo = world.demo("demo");
+    let (_api, url) = world.serve(&["api", "--address", ":0"]);
+    let port = url
+        .strip_prefix("http://0.0.0.0:")
+        .unwrap_or_else(|| panic!("not every interface: {url}"));
+    let reply = post(
+        &format!("http://127.0.0.1:{port}"),
+        "/demo/Greeter.Hello",
+        r#"{"name":"Ada"}"#,
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+
+    let err = world.run(&["api", "--address", "::1:8080"]).error();
+    assert_eq!(err.code, 400);
+    assert!(
+        err.detail.contains("IPv6 addresses go in brackets"),
+        "{err:?}"
+    );
+}

@@ -15,8 +15,9 @@
 //! |----------|------|-------|
 //! | `MICRO_SERVER_NAME` | `--server_name` | service name |
 //! | `MICRO_SERVER_VERSION` | `--server_version` | version string |
-//! | `MICRO_SERVER_ADDRESS` | `--server_address` | listen address, `host:port` (port 0: any) |
+//! | `MICRO_SERVER_ADDRESS` | `--server_address` | listen address: `:port` (every interface), `host:port`, `[::]:port` (port 0: any; see [`addr`](crate::addr)) |
 //! | `MICRO_SERVER_ADVERTISE` | `--server_advertise` | address to register instead of the bound one |
+//! | `MICRO_SERVER_INTERFACE` | `--server_interface` | for a wildcard listen address, the interface whose address is registered ([rule](crate::addr)) |
 //! | `MICRO_SERVER_METADATA` | `--server_metadata` | `key=value`, comma-separated (the flag may repeat) |
 //! | `MICRO_SERVER_DRAIN` | `--server_drain` | how long to keep serving after deregistering, on shutdown |
 //! | `MICRO_SERVER_SHUTDOWN_TIMEOUT` | `--server_shutdown_timeout` | longest wait for in-flight calls on shutdown |
@@ -65,6 +66,8 @@ pub struct Options {
     pub server_address: Option<String>,
     /// `MICRO_SERVER_ADVERTISE`, `--server_advertise`.
     pub server_advertise: Option<String>,
+    /// `MICRO_SERVER_INTERFACE`, `--server_interface`.
+    pub server_interface: Option<String>,
     /// `MICRO_SERVER_METADATA`, `--server_metadata`.
     pub server_metadata: Vec<(String, String)>,
     /// `MICRO_SERVER_DRAIN`, `--server_drain`.
@@ -187,12 +190,17 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "server_address",
         kind: Kind::Address,
-        help: "address to listen on (host:port, port 0 picks one)",
+        help: "address to listen on (:port for every interface, host:port; port 0 picks one)",
     },
     Spec {
         name: "server_advertise",
         kind: Kind::Address,
         help: "address to register, when it differs from the bound one",
+    },
+    Spec {
+        name: "server_interface",
+        kind: Kind::Text,
+        help: "interface whose address to register when listening on every interface",
     },
     Spec {
         name: "server_metadata",
@@ -388,6 +396,7 @@ impl Options {
                 match spec.name {
                     "server_name" => self.server_name = v,
                     "server_version" => self.server_version = v,
+                    "server_interface" => self.server_interface = v,
                     "registry_address" => self.registry_address = v,
                     "broker_address" => self.broker_address = v,
                     _ => unreachable!("text setting {}", spec.name),
@@ -395,8 +404,22 @@ impl Options {
             }
             Kind::Address => {
                 let v = text()?;
-                if !valid_address(&v) {
-                    return Err(err("host:port, such as 127.0.0.1:8080 or :0"));
+                if v.starts_with("memory:") {
+                    if v.contains(char::is_whitespace) {
+                        return Err(err("a memory address without spaces"));
+                    }
+                } else {
+                    let addr = crate::addr::ListenAddr::parse(&v).map_err(|e| match e {
+                        crate::addr::AddrError::Invalid { reason, .. } => err(&format!(
+                            "host:port, such as 10.0.0.7:8080 or :0 ({reason})"
+                        )),
+                        other => err(&other.to_string()),
+                    })?;
+                    if spec.name == "server_advertise" && addr.is_wildcard() {
+                        return Err(err(
+                            "an address other hosts can dial, such as 10.0.0.7:8080",
+                        ));
+                    }
                 }
                 match spec.name {
                     "server_address" => self.server_address = Some(v),
@@ -449,16 +472,6 @@ impl Options {
             }
         }
         Ok(())
-    }
-}
-
-fn valid_address(v: &str) -> bool {
-    if let Some(name) = v.strip_prefix("memory:") {
-        return !name.contains(char::is_whitespace);
-    }
-    match v.rsplit_once(':') {
-        Some((host, port)) => port.parse::<u16>().is_ok() && !host.contains(char::is_whitespace),
-        None => false,
     }
 }
 
@@ -579,6 +592,11 @@ mod tests {
                 Box::new(|o| o.server_advertise.as_deref() == Some("10.0.0.7:8080")),
             ),
             (
+                "server_interface",
+                "eth1",
+                Box::new(|o| o.server_interface.as_deref() == Some("eth1")),
+            ),
+            (
                 "server_metadata",
                 "zone=a,tier=web",
                 Box::new(|o| {
@@ -667,6 +685,7 @@ mod tests {
             ("server_version", ""),
             ("server_address", "localhost"),
             ("server_advertise", "10.0.0.7:port"),
+            ("server_interface", " "),
             ("server_metadata", "novalue"),
             ("server_drain", "later"),
             ("server_shutdown_timeout", "0s"),
@@ -763,6 +782,30 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.source(), "MICRO_REGISTER_INTERVAL");
+    }
+
+    #[test]
+    fn listen_addresses_take_every_written_form_and_advertise_needs_a_dialable_one() {
+        for good in [
+            ":0",
+            ":50051",
+            "0.0.0.0:0",
+            "[::]:8080",
+            "db-1:80",
+            "memory:greeter",
+        ] {
+            let o = from_env(&[("MICRO_SERVER_ADDRESS", good)]).unwrap();
+            assert_eq!(o.server_address.as_deref(), Some(good));
+        }
+        for bad in ["::1:80", "host", "[::1]", "a b:1"] {
+            assert!(from_env(&[("MICRO_SERVER_ADDRESS", bad)]).is_err(), "{bad}");
+        }
+        for wildcard in [":8080", "0.0.0.0:8080", "[::]:8080"] {
+            let err = from_env(&[("MICRO_SERVER_ADVERTISE", wildcard)]).unwrap_err();
+            assert!(err.to_string().contains("other hosts can dial"), "{err}");
+        }
+        let o = from_env(&[("MICRO_SERVER_ADVERTISE", "shippy.example:50051")]).unwrap();
+        assert_eq!(o.server_advertise.as_deref(), Some("shippy.example:50051"));
     }
 
     #[test]

@@ -5,3 +5,6 @@ pub mod handlers {}
 
 #[doc = include_str!("docs/actors.md")]
 pub mod actors {}
+
+#[doc = include_str!("docs/deployment.md")]
+pub mod deployment {}

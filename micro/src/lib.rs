@@ -52,6 +52,8 @@
 //!   panics.
 //! - [Configuration](config): the `MICRO_*` variables and `--flags`, and what a service does
 //!   from start to shutdown ([`Service::run`]).
+//! - [Deploying on several hosts](docs::deployment): etcd and NATS, the variables each process
+//!   needs, the advertised address, containers.
 //! - [Calls](client): discovery cache, selection, outlier ejection, retries, the in-process
 //!   fast path.
 //! - [Events](broker): the brokers and what each guarantees.
@@ -69,6 +71,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod addr;
 pub mod broker;
 pub mod client;
 pub mod codec;

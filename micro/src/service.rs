@@ -672,7 +672,10 @@ impl Service {
         let bound = listener.local_addr();
         let address = match &self.advertise {
             Some(a) => a.clone(),
-            None => advertised(&bound),
+            None => {
+                let interface = runtime.options().server_interface.as_deref();
+                advertised(&bound, interface).map_err(|e| Error::bad_request("micro.config", e))?
+            }
         };
         let node_id = format!("{}-{:016x}", self.name, fastrand::u64(..));
 
@@ -908,19 +911,14 @@ impl Service {
     }
 }
 
-/// The address to register for a bound one: a wildcard host is not dialable, so loopback is
-/// registered instead, with a hint to set the advertised address.
-fn advertised(bound: &str) -> String {
-    for wildcard in ["0.0.0.0:", "[::]:"] {
-        if let Some(port) = bound.strip_prefix(wildcard) {
-            tracing::warn!(
-                "listening on all interfaces ({bound}); registering 127.0.0.1:{port}. \
-                 Set MICRO_SERVER_ADVERTISE to the address other hosts should dial"
-            );
-            return format!("127.0.0.1:{port}");
-        }
+/// The address to register for a bound one: a wildcard is not dialable, so an address of
+/// one of this host's interfaces is registered instead (see [`crate::addr`]). Addresses that
+/// are not IP socket addresses (other transports) are registered as they are.
+fn advertised(bound: &str, interface: Option<&str>) -> Result<String, crate::addr::AddrError> {
+    match bound.parse::<std::net::SocketAddr>() {
+        Ok(ip) => crate::addr::advertised(ip, interface).map(|a| a.to_string()),
+        Err(_) => Ok(bound.to_owned()),
     }
-    bound.to_owned()
 }
 
 fn mailbox_for<H: Handler>(default: usize) -> usize {

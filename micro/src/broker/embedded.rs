@@ -24,12 +24,18 @@ const INBOX_WORKERS: usize = 32;
 ///
 /// Each subscription is advertised in the registry under `micro.broker.<topic>` as a node
 /// pointing at this process's *inbox*, a small listener the broker starts on first
-/// subscription (on `MICRO_BROKER_ADDRESS`, default `127.0.0.1:0`). `publish` looks the topic
+/// subscription. `publish` looks the topic
 /// up, picks every broadcast subscriber and one member of each queue group, and delivers to
 /// each directly over micro's transport. It returns once every target's handler acknowledged
 /// the message, or fails naming each target that did not (a dead subscriber, a handler
 /// error). A queue group whose chosen member cannot be reached is tried on its other members.
 /// Messages are not stored: a subscriber that is down misses them.
+///
+/// The inbox listens where `MICRO_BROKER_ADDRESS` says; without it, on the host of
+/// `MICRO_SERVER_ADDRESS` with a free port (so `:50051` gives an inbox on every interface,
+/// and pub/sub crosses hosts with the same settings as calls); without either, on
+/// `127.0.0.1:0`. It registers the address other hosts can dial by the same rule as a
+/// service, `MICRO_SERVER_INTERFACE` included (see [`crate::addr`]).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -47,6 +53,7 @@ const INBOX_WORKERS: usize = 32;
 pub struct EmbeddedBroker {
     registry: Arc<dyn Registry>,
     address: String,
+    interface: Option<String>,
     subs: Arc<DashMap<String, Arc<dyn EventHandler>>>,
     inbox: OnceCell<RunningService>,
     client: Client,
@@ -66,20 +73,21 @@ impl std::fmt::Debug for EmbeddedBroker {
 static IDS: AtomicU64 = AtomicU64::new(1);
 
 impl EmbeddedBroker {
-    /// A broker advertising subscriptions in `registry`, with its inbox on `127.0.0.1:0`.
+    /// A broker advertising subscriptions in `registry`, with its inbox where this process's
+    /// `MICRO_*` variables say (see the [type-level docs](Self)).
     ///
     /// See the [type-level example](Self).
     pub fn new(registry: Arc<dyn Registry>) -> Self {
-        let address = "127.0.0.1:0".to_owned();
         // Its own runtime, reading no variable: deliveries go to inboxes by address.
         let runtime = crate::Runtime::builder()
             .registry(registry.clone())
             .build(Options::default());
         Self {
+            address: "127.0.0.1:0".to_owned(),
+            interface: None,
             client: runtime.client_builder().fast_path(false).build(),
             subscribers: Arc::new(crate::discovery::Cache::new(registry.clone())),
             registry,
-            address,
             subs: Arc::new(DashMap::new()),
             inbox: OnceCell::new(),
         }
@@ -98,11 +106,31 @@ impl EmbeddedBroker {
         self
     }
 
+    /// Registers the address of interface `name` when the inbox listens on every interface
+    /// (as `MICRO_SERVER_INTERFACE`).
+    ///
+    /// ```
+    /// let broker = micro::broker::EmbeddedBroker::new(micro::registry::default_registry())
+    ///     .address(":0")
+    ///     .interface("eth0");
+    /// # drop(broker);
+    /// ```
+    #[must_use]
+    pub fn interface(mut self, name: impl Into<String>) -> Self {
+        self.interface = Some(name.into());
+        self
+    }
+
     async fn inbox(&self) -> Result<&RunningService, BrokerError> {
         self.inbox
             .get_or_try_init(|| async {
+                let options = Options {
+                    server_interface: self.interface.clone(),
+                    ..Options::default()
+                };
                 Service::new("micro.broker")
                     .runtime(self.client.runtime().clone())
+                    .options(options)
                     .address(self.address.clone())
                     .drain(Duration::ZERO)
                     .unregistered()
@@ -113,6 +141,18 @@ impl EmbeddedBroker {
             })
             .await
     }
+}
+
+/// Where the inbox listens for these settings: `MICRO_BROKER_ADDRESS`, else the server's
+/// host with a free port, else loopback.
+pub(crate) fn inbox_address(opts: &Options) -> String {
+    if let Some(address) = &opts.broker_address {
+        return address.clone();
+    }
+    opts.server_address
+        .as_deref()
+        .and_then(|a| crate::addr::ListenAddr::parse(a).ok())
+        .map_or_else(|| "127.0.0.1:0".to_owned(), |a| a.with_port(0).to_string())
 }
 
 fn record(topic: &str, node: Node) -> Record {
@@ -352,5 +392,31 @@ impl Handler for Inbox {
 
     fn replicate(&self) -> Option<Self> {
         Some(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inbox_listens_where_the_server_does_unless_told_otherwise() {
+        let opts = |server: Option<&str>, broker: Option<&str>| Options {
+            server_address: server.map(String::from),
+            broker_address: broker.map(String::from),
+            ..Options::default()
+        };
+        assert_eq!(inbox_address(&opts(None, None)), "127.0.0.1:0");
+        assert_eq!(inbox_address(&opts(Some(":50051"), None)), ":0");
+        assert_eq!(inbox_address(&opts(Some("[::]:1"), None)), "[::]:0");
+        assert_eq!(
+            inbox_address(&opts(Some("10.0.0.5:8080"), None)),
+            "10.0.0.5:0"
+        );
+        assert_eq!(inbox_address(&opts(Some("memory:x"), None)), "127.0.0.1:0");
+        assert_eq!(
+            inbox_address(&opts(Some(":50051"), Some("10.0.0.5:7000"))),
+            "10.0.0.5:7000"
+        );
     }
 }

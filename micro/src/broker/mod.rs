@@ -387,9 +387,9 @@ pub(crate) fn from_options_with(
             Arc::new(NatsBroker::new(address).jetstream(kind == "jetstream"))
         }
         _ => {
-            let broker = EmbeddedBroker::new(registry);
-            Arc::new(match &opts.broker_address {
-                Some(address) => broker.address(address.clone()),
+            let broker = EmbeddedBroker::new(registry).address(embedded::inbox_address(opts));
+            Arc::new(match &opts.server_interface {
+                Some(name) => broker.interface(name.clone()),
                 None => broker,
             })
         }

@@ -6,7 +6,7 @@
 //!
 //! | name | addresses | use |
 //! |------|-----------|-----|
-//! | [`tcp`](Tcp) (default) | `127.0.0.1:8080`, port 0 picks a free port | between processes and machines |
+//! | [`tcp`](Tcp) (default) | `127.0.0.1:8080`, `:8080` (every interface), [more](crate::addr); port 0 picks a free port | between processes and machines |
 //! | [`memory`](Memory) | any name, `memory:greeter` | several services in one process, tests |
 //!
 //! Nodes record their transport in their registry metadata (`transport`), so a client dials
@@ -65,7 +65,9 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
 
 /// A bound listener, from [`Transport::listen`].
 pub trait Listener: Send + fmt::Debug {
-    /// The address callers can dial (with the real port when 0 was asked for).
+    /// The bound address, with the real port when 0 was asked for. A wildcard (`0.0.0.0:PORT`)
+    /// is not dialable: services register what [`advertised`](crate::addr::advertised) makes
+    /// of it.
     fn local_addr(&self) -> String;
 
     /// Waits for the next connection; returns it and the peer's address.

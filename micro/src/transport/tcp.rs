@@ -4,8 +4,12 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{BoxIo, Listener, Transport};
 use crate::BoxFuture;
+use crate::addr::ListenAddr;
 
 /// TCP, with Nagle's algorithm off (writes are already coalesced into frames).
+///
+/// It listens on addresses as [`ListenAddr`] reads them (`:8080`, `0.0.0.0:0`, `[::]:0`,
+/// `10.0.0.7:8080`, `db-1:8080`), and dials `host:port` (names are resolved).
 ///
 /// ```
 /// use micro::transport::{Tcp, Transport};
@@ -13,6 +17,12 @@ use crate::BoxFuture;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// let listener = Tcp.listen("127.0.0.1:0").await?;
 /// assert!(listener.local_addr().starts_with("127.0.0.1:"));
+///
+/// let every_interface = Tcp.listen(":0").await?;
+/// assert!(every_interface.local_addr().starts_with("0.0.0.0:"));
+///
+/// let err = Tcp.listen("localhost").await.unwrap_err();
+/// assert_eq!(err.to_string(), "invalid address `localhost`: missing port (host:port or :port)");
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
@@ -25,7 +35,7 @@ impl Transport for Tcp {
 
     fn listen<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
         Box::pin(async move {
-            let inner = TcpListener::bind(addr).await?;
+            let inner = ListenAddr::parse(addr)?.bind().await?;
             let local = inner.local_addr()?.to_string();
             Ok(Box::new(TcpListen { inner, local }) as Box<dyn Listener>)
         })
