@@ -95,7 +95,11 @@ pub use context::{Context, Metadata, TRACE_ID};
 pub use error::{Error, Result};
 pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message};
 pub use payload::Payload;
-pub use server::{HandlerStats, Health, Stats};
+pub use server::{
+    DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_IN_FLIGHT, DEFAULT_WRITE_BUFFER, HandlerStats,
+    Health, ServerLimits, Stats,
+};
 pub use service::{
     DEFAULT_DRAIN, DEFAULT_MAILBOX, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
     DEFAULT_SHUTDOWN_TIMEOUT, RunningService, Service,

@@ -16,7 +16,9 @@ use crate::config::Options;
 use crate::handler::Handler;
 use crate::middleware::{Chain, Middleware};
 use crate::registry::{self, Registry};
-use crate::server::{self, Debug, HandlerStats, Mounted, Probe, Router, Shutdown, Started, local};
+use crate::server::{
+    self, Debug, HandlerStats, Mounted, Probe, Router, ServerLimits, Shutdown, Started, local,
+};
 use crate::transport::{Tcp, Transport};
 use crate::wire::DEFAULT_MAX_FRAME;
 use crate::{BoxFuture, Error};
@@ -90,6 +92,7 @@ pub struct Service {
     shutdown_timeout: Duration,
     mailbox: Option<usize>,
     max_frame: usize,
+    limits: ServerLimits,
     middleware: Chain,
     options: Option<Options>,
     mounts: Vec<(&'static str, Mount)>,
@@ -164,6 +167,7 @@ impl Service {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             mailbox: None,
             max_frame: DEFAULT_MAX_FRAME,
+            limits: ServerLimits::default(),
             middleware: Chain::default(),
             options: None,
             mounts: Vec::new(),
@@ -255,6 +259,20 @@ impl Service {
     /// (default [`DEFAULT_MAILBOX`]).
     pub fn mailbox(mut self, capacity: usize) -> Self {
         self.mailbox = Some(capacity);
+        self
+    }
+
+    /// What peers may hold on this service: connections, calls in flight, queued reply
+    /// bytes, idle and frame-read time (default: [`ServerLimits::default`]). `MICRO_SERVER_*`
+    /// variables override single limits.
+    ///
+    /// ```
+    /// let service = micro::Service::new("greeter")
+    ///     .limits(micro::ServerLimits::default().max_connections(100));
+    /// # drop(service);
+    /// ```
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -402,6 +420,7 @@ impl Service {
         if let Some(v) = opts.server_shutdown_timeout {
             self.shutdown_timeout = v;
         }
+        self.limits.apply(opts);
         if let Some(v) = opts.register_ttl {
             self.ttl = v;
         }
@@ -464,7 +483,7 @@ impl Service {
             .registry
             .clone()
             .unwrap_or_else(registry::default_registry);
-        let mut listener = self.transport.listen(&self.address).await.map_err(|e| {
+        let listener = self.transport.listen(&self.address).await.map_err(|e| {
             Error::internal(
                 "micro.server",
                 format_args!(
@@ -545,36 +564,14 @@ impl Service {
         let shutdown = Shutdown::default();
         let stop_accepting = CancellationToken::new();
         let connections = TaskTracker::new();
-        let accept = {
-            let (router, shutdown, stop, connections) = (
-                router.clone(),
-                shutdown.clone(),
-                stop_accepting.clone(),
-                connections.clone(),
-            );
-            tokio::spawn(async move {
-                loop {
-                    let accepted = tokio::select! {
-                        _ = stop.cancelled() => break,
-                        accepted = listener.accept() => accepted,
-                    };
-                    match accepted {
-                        Ok((io, peer)) => {
-                            connections.spawn(server::serve(
-                                io,
-                                peer,
-                                router.clone(),
-                                shutdown.clone(),
-                            ));
-                        }
-                        Err(e) => {
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-            })
-        };
+        let accept = server::spawn_accept_loop(
+            listener,
+            router.clone(),
+            self.limits,
+            shutdown.clone(),
+            stop_accepting.clone(),
+            connections.clone(),
+        );
 
         let node = registry::Node {
             id: node_id,
