@@ -27,7 +27,7 @@
 //! | `MICRO_SERVER_IDLE_TIMEOUT` | `--server_idle_timeout` | a connection with nothing in flight this long is asked to go away; a reply write stalled this long closes it (default `5m`) |
 //! | `MICRO_SERVER_FRAME_TIMEOUT` | `--server_frame_timeout` | a frame must arrive whole this long after its first byte (default `30s`) |
 //! | `MICRO_REGISTRY` | `--registry` | `local` (default), `memory`; with features: `etcd`, `mdns`, `nats` |
-//! | `MICRO_REGISTRY_ADDRESS` | `--registry_address` | backend address; for `local`, the directory; for `mdns`, `loopback` keeps it on 127.0.0.1 |
+//! | `MICRO_REGISTRY_ADDRESS` | `--registry_address` | backend address; for `local`, the directory (it must be this user's and not writable by others); for `mdns`, `loopback` keeps it on 127.0.0.1 |
 //! | `MICRO_REGISTER_TTL` | `--register_ttl` | registration lifetime |
 //! | `MICRO_REGISTER_INTERVAL` | `--register_interval` | re-registration period (must be below the TTL) |
 //! | `MICRO_CLIENT_REQUEST_TIMEOUT` | `--client_request_timeout` | default call timeout |
