@@ -378,6 +378,12 @@ impl LengthPrefixed {
     }
 }
 
+/// The frame splitter as a function, for the fuzz targets: `Err` when the stream must close.
+pub(crate) fn fuzz_reader(max: usize) -> impl FnMut(&mut BytesMut) -> Result<Option<BytesMut>, ()> {
+    let mut codec = LengthPrefixed { max };
+    move |buf| codec.decode(buf).map_err(drop)
+}
+
 impl From<io::Error> for ReadError {
     fn from(e: io::Error) -> Self {
         ReadError::Io(e)

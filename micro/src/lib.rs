@@ -90,6 +90,10 @@ pub mod wire;
 #[doc(hidden)]
 pub mod __private;
 
+/// Decoders of network bytes, for the fuzz targets in `fuzz/`. Not public API.
+#[doc(hidden)]
+pub mod __fuzz;
+
 pub use client::{Call, Client, ClientBuilder, Publish};
 pub use context::{Context, Metadata, TRACE_ID};
 pub use error::{Error, Result};

@@ -97,7 +97,7 @@ struct Guard {
 
 /// What a node's file holds.
 #[derive(Debug, Serialize, Deserialize)]
-struct Entry {
+pub(crate) struct Entry {
     service: Service,
     expires_at_ms: Option<u64>,
 }
@@ -588,11 +588,16 @@ fn read_entry(path: &Path) -> Result<Option<(Entry, SystemTime)>, String> {
     if bytes.len() as u64 > LocalRegistry::MAX_ENTRY {
         return Err("grew past the size limit while being read".into());
     }
-    let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    Ok(Some((parse_entry(&bytes)?, written)))
+}
+
+/// An entry file's contents as a one-node record.
+pub(crate) fn parse_entry(bytes: &[u8]) -> Result<Entry, String> {
+    let entry: Entry = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if entry.service.name.is_empty() || entry.service.nodes.len() != 1 {
         return Err("not a service with exactly one node".into());
     }
-    Ok(Some((entry, written)))
+    Ok(entry)
 }
 
 /// Services by name and version, each with its nodes sorted by id.
