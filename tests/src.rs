@@ -349,7 +349,13 @@ pub mod raw {
     use tokio::io::{AsyncRead, AsyncReadExt};
 
     /// A request frame, length prefix included, with a bincode (1) or JSON (2) body.
-    pub fn request(id: u64, content_type: u8, service: &str, endpoint: &str, body: &[u8]) -> Vec<u8> {
+    pub fn request(
+        id: u64,
+        content_type: u8,
+        service: &str,
+        endpoint: &str,
+        body: &[u8],
+    ) -> Vec<u8> {
         let mut f = vec![1u8, content_type, 0, 0];
         f.extend_from_slice(&id.to_be_bytes());
         f.extend_from_slice(&0u32.to_be_bytes());

@@ -290,12 +290,21 @@ mod tests {
     fn bodies_of_every_bucket_still_decode() {
         for len in [0usize, 1000, 1 << 12, 1 << 16, 1 << 20, 5 << 20] {
             let s = "x".repeat(len);
-            assert_eq!(Bincode::decode::<String>(&Bincode::encode(&s).unwrap()).unwrap(), s);
+            assert_eq!(
+                Bincode::decode::<String>(&Bincode::encode(&s).unwrap()).unwrap(),
+                s
+            );
             // Small integers are one byte on the wire but claim eight: still within budget.
             let v = vec![1u64; len];
-            assert_eq!(Bincode::decode::<Vec<u64>>(&Bincode::encode(&v).unwrap()).unwrap(), v);
+            assert_eq!(
+                Bincode::decode::<Vec<u64>>(&Bincode::encode(&v).unwrap()).unwrap(),
+                v
+            );
             let v = vec![1u128; len];
-            assert_eq!(Bincode::decode::<Vec<u128>>(&Bincode::encode(&v).unwrap()).unwrap(), v);
+            assert_eq!(
+                Bincode::decode::<Vec<u128>>(&Bincode::encode(&v).unwrap()).unwrap(),
+                v
+            );
         }
     }
 }

@@ -101,13 +101,12 @@ impl WriteQueue {
         }
     }
 
-    /// Queues a frame. Returns it when the connection is gone.
-    pub(crate) fn send(&self, frame: Outgoing) -> Result<(), Outgoing> {
+    /// Queues a frame. `Err` when the connection is gone (the frame is dropped).
+    pub(crate) fn send(&self, frame: Outgoing) -> Result<(), ()> {
         let size = frame.encoded_len();
         self.state.bytes.fetch_add(size, Ordering::AcqRel);
-        self.tx.send((frame, size)).map_err(|e| {
+        self.tx.send((frame, size)).map_err(|_| {
             self.state.bytes.fetch_sub(size, Ordering::AcqRel);
-            e.into_inner().0
         })
     }
 

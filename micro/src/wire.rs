@@ -190,7 +190,10 @@ impl Outgoing {
                         + 2
                         + endpoint.len()
                         + 2
-                        + metadata.iter().map(|(k, v)| 4 + k.len() + v.len()).sum::<usize>()
+                        + metadata
+                            .iter()
+                            .map(|(k, v)| 4 + k.len() + v.len())
+                            .sum::<usize>()
                         + body.len()
                 }
                 Outgoing::Reply { body, .. } => body.len(),

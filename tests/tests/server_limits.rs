@@ -56,7 +56,10 @@ async fn a_peer_that_never_reads_replies_holds_a_bounded_amount() {
             // A small receive buffer, so the kernel does not absorb what we refuse to read.
             let socket = TcpSocket::new_v4().unwrap();
             socket.set_recv_buffer_size(4096).unwrap();
-            let mut s = socket.connect(service.address().parse().unwrap()).await.unwrap();
+            let mut s = socket
+                .connect(service.address().parse().unwrap())
+                .await
+                .unwrap();
             let requests: Vec<u8> = (1..=REQUESTS)
                 .flat_map(|id| blob_request(id, "limits-never-reads", REPLY))
                 .collect();
@@ -165,7 +168,10 @@ async fn connections_announcing_large_frames_hold_what_they_sent_until_the_frame
         let (kind, id, body) = read_frame(&mut s).await.expect("the reason");
         assert_eq!((kind, id), (3, 0));
         let err: micro::Error = serde_json::from_slice(&body).unwrap();
-        assert!(err.detail.contains("frame not completed within 500ms"), "{err}");
+        assert!(
+            err.detail.contains("frame not completed within 500ms"),
+            "{err}"
+        );
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest).await;
     }
@@ -222,9 +228,7 @@ async fn connections_beyond_the_limits_are_refused_and_the_others_served() {
     let addr: std::net::SocketAddr = service.address().parse().unwrap();
     let from = |ip: [u8; 4]| async move {
         let socket = TcpSocket::new_v4().unwrap();
-        socket
-            .bind(std::net::SocketAddr::from((ip, 0)))
-            .unwrap();
+        socket.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
         socket.connect(addr).await.unwrap()
     };
     // Proves a connection admitted: a call on it is answered.
@@ -249,7 +253,11 @@ async fn connections_beyond_the_limits_are_refused_and_the_others_served() {
         served(&mut s, i + 1).await;
         local.push(s);
     }
-    refused(from([127, 0, 0, 1]).await, "too many connections from 127.0.0.1").await;
+    refused(
+        from([127, 0, 0, 1]).await,
+        "too many connections from 127.0.0.1",
+    )
+    .await;
     let mut other = from([127, 0, 0, 2]).await;
     served(&mut other, 10).await;
     refused(from([127, 0, 0, 3]).await, "too many connections (4 open)").await;

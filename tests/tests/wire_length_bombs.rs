@@ -98,7 +98,10 @@ async fn bombing_server(len: u64) -> String {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
                 while let Some(id) = next_request(&mut s).await {
-                    if s.write_all(&raw::reply(id, 1, &length_bomb(len))).await.is_err() {
+                    if s.write_all(&raw::reply(id, 1, &length_bomb(len)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -118,7 +121,11 @@ async fn length_bombs_in_replies_are_clear_errors_and_the_client_lives() {
             .node(&addr)
             .await
             .unwrap_err();
-        assert!(err.detail.contains("claims more than"), "2^{}: {err}", len.ilog2());
+        assert!(
+            err.detail.contains("claims more than"),
+            "2^{}: {err}",
+            len.ilog2()
+        );
         let err = client
             .call::<(), Vec<String>>("bomber".into(), "Bomb.Strings", ())
             .node(&addr)
@@ -133,7 +140,11 @@ async fn length_bombs_in_replies_are_clear_errors_and_the_client_lives() {
         assert!(err.detail.contains("decode"), "2^{}: {err}", len.ilog2());
     }
     // The client process is alive and still makes calls.
-    let service = tests::service("bombs-reply").handle(Sink).start().await.unwrap();
+    let service = tests::service("bombs-reply")
+        .handle(Sink)
+        .start()
+        .await
+        .unwrap();
     let n = client
         .call::<String, usize>("bombs-reply".into(), "Sink.String", "four".into())
         .await

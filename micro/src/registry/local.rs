@@ -1274,7 +1274,9 @@ mod tests {
     async fn fifos_symlinks_and_oversized_files_are_skipped_not_read() {
         let dir = Scratch::new();
         let r = dir.registry();
-        r.register(&svc("planted", "1", "good"), None).await.unwrap();
+        r.register(&svc("planted", "1", "good"), None)
+            .await
+            .unwrap();
         let fifo = dir.node_file("planted", "fifo");
         let status = std::process::Command::new("mkfifo")
             .arg(&fifo)
@@ -1286,7 +1288,11 @@ mod tests {
         // Sparse: costs no disk, and would cost a full read if the size were not checked.
         file.set_len(200 * 1024 * 1024).unwrap();
         std::os::unix::fs::symlink(&big, dir.node_file("planted", "link")).unwrap();
-        assert!(read_entry(&fifo).unwrap_err().contains("not a regular file"));
+        assert!(
+            read_entry(&fifo)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
         assert!(read_entry(&big).unwrap_err().contains("more than the"));
         assert!(read_entry(&dir.node_file("planted", "link")).is_err());
         let found = tokio::time::timeout(Duration::from_secs(10), r.get_service("planted"))
@@ -1333,5 +1339,4 @@ mod tests {
             assert!(err.to_string().contains("owned by uid 4242"), "{err}");
         }
     }
-
 }

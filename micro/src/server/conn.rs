@@ -34,11 +34,7 @@ pub(crate) async fn serve(
     let (read, write) = tokio::io::split(io);
     let idle = limits.get_idle_timeout();
     let tx = WriteQueue::start(write, limits.get_write_buffer(), Some(idle));
-    let mut frames = FrameReader::new(
-        read,
-        router.max_frame,
-        Some(limits.get_frame_timeout()),
-    );
+    let mut frames = FrameReader::new(read, router.max_frame, Some(limits.get_frame_timeout()));
     let peer: Arc<str> = peer.into();
     let max_in_flight = limits.get_max_in_flight();
     let mut going_away = false;

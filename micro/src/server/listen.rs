@@ -272,12 +272,7 @@ pub(crate) fn spawn_accept_loop(
 }
 
 /// Tells a peer over the limit why, briefly and without holding up the accept loop.
-fn refuse(
-    mut io: BoxIo,
-    peer: &str,
-    why: String,
-    refusing: &Arc<std::sync::atomic::AtomicUsize>,
-) {
+fn refuse(mut io: BoxIo, peer: &str, why: String, refusing: &Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::Ordering;
     tracing::warn!(%peer, "refusing connection: {why}");
     if refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {

@@ -10,13 +10,13 @@ pub use actor::HandlerStats;
 pub(crate) use actor::{Counters, Mounted, Started, mount};
 pub(crate) use conn::Shutdown;
 use conn::serve;
+pub(crate) use debug::{Debug, Probe};
+pub use debug::{Health, Stats};
 pub(crate) use listen::spawn_accept_loop;
 pub use listen::{
     DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_IN_FLIGHT, DEFAULT_WRITE_BUFFER, ServerLimits,
 };
-pub(crate) use debug::{Debug, Probe};
-pub use debug::{Health, Stats};
 
 use std::collections::HashMap;
 use std::sync::Arc;
