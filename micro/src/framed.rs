@@ -150,11 +150,12 @@ impl WriteQueue {
     /// # Cancel safety
     /// Cancel safe: it only waits.
     pub(crate) async fn space(&self, max_in_flight: usize) -> bool {
-        self.wait_until(|s| {
-            s.bytes.load(Ordering::Acquire) < s.limit
-                && s.in_flight.load(Ordering::Acquire) < max_in_flight
-        })
-        .await
+        self.wait_until(|s| has_space(s, max_in_flight)).await
+    }
+
+    /// Whether [`space`](Self::space) would return at once.
+    pub(crate) fn has_space(&self, max_in_flight: usize) -> bool {
+        has_space(&self.state, max_in_flight)
     }
 
     /// Waits until no call is in flight and nothing is queued. `false` when the writer
@@ -188,6 +189,10 @@ impl WriteQueue {
     async fn wait_until(&self, ready: impl Fn(&QueueState) -> bool) -> bool {
         wait_until(&self.state, ready).await
     }
+}
+
+fn has_space(s: &QueueState, max_in_flight: usize) -> bool {
+    s.bytes.load(Ordering::Acquire) < s.limit && s.in_flight.load(Ordering::Acquire) < max_in_flight
 }
 
 async fn wait_until(state: &QueueState, ready: impl Fn(&QueueState) -> bool) -> bool {
@@ -318,6 +323,11 @@ impl FrameReader {
             frame_timeout,
             started: None,
         }
+    }
+
+    /// Restarts the clock of a partly read frame: we, not the peer, stopped reading it.
+    pub(crate) fn restart_clock(&mut self) {
+        self.started = None;
     }
 
     /// # Cancel safety

@@ -72,11 +72,13 @@ pub(crate) async fn serve(
             next = async {
                 // Back-pressure: read no more requests while the peer is not reading replies
                 // or has too many calls in flight.
-                if tx.space(max_in_flight).await {
-                    frames.next().await
-                } else {
-                    Err(ReadError::Closed)
+                if !tx.has_space(max_in_flight) {
+                    if !tx.space(max_in_flight).await {
+                        return Err(ReadError::Closed);
+                    }
+                    frames.restart_clock();
                 }
+                frames.next().await
             } => next,
         };
         idle_since = Instant::now();
