@@ -351,3 +351,82 @@ pub async fn next_event(w: &mut micro::registry::Watcher) -> micro::registry::Ev
         .expect("an event within 10 s")
         .expect("the watch is open")
 }
+
+/// Frames built and read by hand, as a hostile or broken peer would (see `micro::wire`).
+pub mod raw {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncRead, AsyncReadExt};
+
+    /// A request frame, length prefix included, with a bincode (1) or JSON (2) body.
+    pub fn request(
+        id: u64,
+        content_type: u8,
+        service: &str,
+        endpoint: &str,
+        body: &[u8],
+    ) -> Vec<u8> {
+        let mut f = vec![1u8, content_type, 0, 0];
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&0u32.to_be_bytes());
+        for s in [service, endpoint] {
+            f.extend_from_slice(&(s.len() as u16).to_be_bytes());
+            f.extend_from_slice(s.as_bytes());
+        }
+        f.extend_from_slice(&0u16.to_be_bytes());
+        f.extend_from_slice(body);
+        prefixed(&f)
+    }
+
+    /// A reply frame (kind 2) answering `id`, length prefix included.
+    pub fn reply(id: u64, content_type: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![2u8, content_type, 0, 0];
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(body);
+        prefixed(&f)
+    }
+
+    fn prefixed(frame: &[u8]) -> Vec<u8> {
+        let mut out = (frame.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(frame);
+        out
+    }
+
+    /// A bincode body declaring a string, byte string, sequence or map of `len` elements,
+    /// followed by three bytes: what an attacker sends to make a decoder allocate `len`.
+    pub fn length_bomb(len: u64) -> Vec<u8> {
+        let mut body = vec![0xfd];
+        body.extend_from_slice(&len.to_le_bytes());
+        body.extend_from_slice(b"abc");
+        body
+    }
+
+    /// One frame as (kind, call id, rest after the 12-byte header), waiting at most 10 s;
+    /// `None` when the stream ended first.
+    pub async fn read_frame(s: &mut (impl AsyncRead + Unpin)) -> Option<(u8, u64, Vec<u8>)> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).await.ok()?;
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut frame).await.ok()?;
+            let id = u64::from_be_bytes(frame[4..12].try_into().unwrap());
+            Some((frame[0], id, frame[12..].to_vec()))
+        })
+        .await
+        .expect("a frame or the end of the stream within 10 s")
+    }
+
+    /// Reads one request frame (as a server would) and returns its call id.
+    pub async fn read_request_id(s: &mut (impl AsyncRead + Unpin)) -> u64 {
+        let (kind, id, _) = read_frame(s).await.expect("a request");
+        assert_eq!(kind, 1, "a request frame");
+        id
+    }
+
+    /// This process's resident memory in bytes, from `/proc/self/statm`.
+    pub fn rss() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+}

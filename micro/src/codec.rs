@@ -68,8 +68,17 @@ impl Codec for Bincode {
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-        let (value, read) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .map_err(|e| CodecError(e.to_string()))?;
+        // bincode allocates a string or byte buffer from its declared length before reading
+        // it; only a limit stops a 2^40-byte `String` declared in a 40-byte body. The limit
+        // is a const parameter, so pick the smallest of a few buckets that fits the body.
+        let (value, read) = match bytes.len() {
+            n if n <= 1 << 10 => decode_within::<T, { CLAIM_FACTOR << 10 }>(bytes),
+            n if n <= 1 << 14 => decode_within::<T, { CLAIM_FACTOR << 14 }>(bytes),
+            n if n <= 1 << 18 => decode_within::<T, { CLAIM_FACTOR << 18 }>(bytes),
+            n if n <= 1 << 22 => decode_within::<T, { CLAIM_FACTOR << 22 }>(bytes),
+            n if n <= 1 << 26 => decode_within::<T, { CLAIM_FACTOR << 26 }>(bytes),
+            _ => decode_within::<T, { CLAIM_FACTOR << 30 }>(bytes),
+        }?;
         if read != bytes.len() {
             return Err(CodecError(format!(
                 "{} trailing bytes after the value",
@@ -78,6 +87,25 @@ impl Codec for Bincode {
         }
         Ok(value)
     }
+}
+
+/// How many bytes of memory a decode may claim per byte of body. bincode counts what it
+/// builds, not what it read: a one-byte varint claims the eight bytes of its `u64`, a `u128`
+/// sixteen, so a valid body can claim up to sixteen times its size.
+const CLAIM_FACTOR: usize = 16;
+
+/// Decodes with bincode's allocation limit set to `LIMIT` bytes.
+fn decode_within<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), CodecError> {
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    bincode::serde::decode_from_slice(bytes, config).map_err(|e| match e {
+        bincode::error::DecodeError::LimitExceeded => CodecError(format!(
+            "a length in the body claims more than the {} bytes received",
+            bytes.len()
+        )),
+        e => CodecError(e.to_string()),
+    })
 }
 
 /// JSON via `serde_json`.
@@ -226,3 +254,57 @@ impl fmt::Display for CodecError {
 }
 
 impl std::error::Error for CodecError {}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// A bincode body that declares a `String` (or `Vec`, or map) of `len` and then ends:
+    /// the varint length (0xfd = u64 follows) and a few bytes.
+    fn bomb(len: u64) -> Vec<u8> {
+        let mut body = vec![0xfd];
+        body.extend_from_slice(&len.to_le_bytes());
+        body.extend_from_slice(b"abc");
+        body
+    }
+
+    /// Regression: a 2^40-byte `String` declared in a 12-byte body aborted the process
+    /// (bincode allocated it before reading).
+    #[test]
+    fn declared_lengths_beyond_the_body_are_errors_not_allocations() {
+        for shift in [34, 40, 60, 63] {
+            let body = bomb(1 << shift);
+            let e = Bincode::decode::<String>(&body).unwrap_err();
+            assert!(e.to_string().contains("claims more than"), "{e}");
+            assert!(Bincode::decode::<Vec<u8>>(&body).is_err());
+            assert!(Bincode::decode::<Vec<u64>>(&body).is_err());
+            assert!(Bincode::decode::<Vec<String>>(&body).is_err());
+            assert!(Bincode::decode::<HashMap<String, String>>(&body).is_err());
+            assert!(Bincode::decode::<bytes::Bytes>(&body).is_err());
+        }
+    }
+
+    #[test]
+    fn bodies_of_every_bucket_still_decode() {
+        for len in [0usize, 1000, 1 << 12, 1 << 16, 1 << 20, 5 << 20] {
+            let s = "x".repeat(len);
+            assert_eq!(
+                Bincode::decode::<String>(&Bincode::encode(&s).unwrap()).unwrap(),
+                s
+            );
+            // Small integers are one byte on the wire but claim eight: still within budget.
+            let v = vec![1u64; len];
+            assert_eq!(
+                Bincode::decode::<Vec<u64>>(&Bincode::encode(&v).unwrap()).unwrap(),
+                v
+            );
+            let v = vec![1u128; len];
+            assert_eq!(
+                Bincode::decode::<Vec<u128>>(&Bincode::encode(&v).unwrap()).unwrap(),
+                v
+            );
+        }
+    }
+}

@@ -21,8 +21,14 @@
 //! | `MICRO_SERVER_METADATA` | `--server_metadata` | `key=value`, comma-separated (the flag may repeat) |
 //! | `MICRO_SERVER_DRAIN` | `--server_drain` | how long to keep serving after deregistering, on shutdown |
 //! | `MICRO_SERVER_SHUTDOWN_TIMEOUT` | `--server_shutdown_timeout` | longest wait for in-flight calls on shutdown |
+//! | `MICRO_SERVER_MAX_CONNECTIONS` | `--server_max_connections` | connections open at once (default 8192) |
+//! | `MICRO_SERVER_MAX_CONNECTIONS_PER_IP` | `--server_max_connections_per_ip` | connections open at once from one IP address (default 1024) |
+//! | `MICRO_SERVER_MAX_IN_FLIGHT` | `--server_max_in_flight` | calls in flight per connection before the server stops reading it (default 4096) |
+//! | `MICRO_SERVER_WRITE_BUFFER` | `--server_write_buffer` | reply bytes queued per connection before the server stops reading it (default `8MiB`) |
+//! | `MICRO_SERVER_IDLE_TIMEOUT` | `--server_idle_timeout` | a connection with nothing in flight this long is asked to go away; a reply write stalled this long closes it (default `5m`) |
+//! | `MICRO_SERVER_FRAME_TIMEOUT` | `--server_frame_timeout` | a frame must arrive whole this long after its first byte (default `30s`) |
 //! | `MICRO_REGISTRY` | `--registry` | `local` (default), `memory`; with features: `etcd`, `mdns`, `nats` |
-//! | `MICRO_REGISTRY_ADDRESS` | `--registry_address` | backend address; for `local`, the directory; for `mdns`, `loopback` keeps it on 127.0.0.1 |
+//! | `MICRO_REGISTRY_ADDRESS` | `--registry_address` | backend address; for `local`, the directory (it must be this user's and not writable by others); for `mdns`, `loopback` keeps it on 127.0.0.1 |
 //! | `MICRO_REGISTER_TTL` | `--register_ttl` | registration lifetime |
 //! | `MICRO_REGISTER_INTERVAL` | `--register_interval` | re-registration period (must be below the TTL) |
 //! | `MICRO_CLIENT_REQUEST_TIMEOUT` | `--client_request_timeout` | default call timeout |
@@ -31,6 +37,8 @@
 //! | `MICRO_TRANSPORT` | `--transport` | `tcp` (default), `memory` |
 //! | `MICRO_BROKER` | `--broker` | `embedded` (default), `memory`; with feature `nats`: `nats`, `jetstream` |
 //! | `MICRO_BROKER_ADDRESS` | `--broker_address` | its address; for `embedded`, where its inbox listens |
+//!
+//! Sizes are bytes, or a number with a unit (`512KiB`, `8MiB`, `1GiB`).
 //!
 //! Durations are a number with a unit (`500ms`, `30s`, `5m`, `1h`); a bare number is seconds,
 //! as go-micro's `--register_ttl` takes it.
@@ -74,6 +82,18 @@ pub struct Options {
     pub server_drain: Option<Duration>,
     /// `MICRO_SERVER_SHUTDOWN_TIMEOUT`, `--server_shutdown_timeout`.
     pub server_shutdown_timeout: Option<Duration>,
+    /// `MICRO_SERVER_MAX_CONNECTIONS`, `--server_max_connections`.
+    pub server_max_connections: Option<usize>,
+    /// `MICRO_SERVER_MAX_CONNECTIONS_PER_IP`, `--server_max_connections_per_ip`.
+    pub server_max_connections_per_ip: Option<usize>,
+    /// `MICRO_SERVER_MAX_IN_FLIGHT`, `--server_max_in_flight`.
+    pub server_max_in_flight: Option<usize>,
+    /// `MICRO_SERVER_WRITE_BUFFER`, `--server_write_buffer`, in bytes.
+    pub server_write_buffer: Option<usize>,
+    /// `MICRO_SERVER_IDLE_TIMEOUT`, `--server_idle_timeout`.
+    pub server_idle_timeout: Option<Duration>,
+    /// `MICRO_SERVER_FRAME_TIMEOUT`, `--server_frame_timeout`.
+    pub server_frame_timeout: Option<Duration>,
     /// `MICRO_REGISTRY`, `--registry`.
     pub registry: Option<String>,
     /// `MICRO_REGISTRY_ADDRESS`, `--registry_address`.
@@ -147,6 +167,7 @@ enum Kind {
     Metadata,
     Duration,
     Count,
+    Size,
     OneOf(&'static [&'static str]),
 }
 
@@ -216,6 +237,36 @@ const SPECS: &[Spec] = &[
         name: "server_shutdown_timeout",
         kind: Kind::Duration,
         help: "on shutdown, longest wait for in-flight calls",
+    },
+    Spec {
+        name: "server_max_connections",
+        kind: Kind::Count,
+        help: "connections open at once",
+    },
+    Spec {
+        name: "server_max_connections_per_ip",
+        kind: Kind::Count,
+        help: "connections open at once from one IP address",
+    },
+    Spec {
+        name: "server_max_in_flight",
+        kind: Kind::Count,
+        help: "calls in flight per connection before reading pauses",
+    },
+    Spec {
+        name: "server_write_buffer",
+        kind: Kind::Size,
+        help: "reply bytes queued per connection before reading pauses",
+    },
+    Spec {
+        name: "server_idle_timeout",
+        kind: Kind::Duration,
+        help: "idle time before a connection is asked to go away",
+    },
+    Spec {
+        name: "server_frame_timeout",
+        kind: Kind::Duration,
+        help: "longest time for a frame to arrive once begun",
     },
     Spec {
         name: "registry",
@@ -443,19 +494,36 @@ impl Options {
                     "register_ttl" => self.register_ttl = d,
                     "register_interval" => self.register_interval = d,
                     "client_request_timeout" => self.client_request_timeout = d,
+                    "server_idle_timeout" => self.server_idle_timeout = d,
+                    "server_frame_timeout" => self.server_frame_timeout = d,
                     _ => unreachable!("duration setting {}", spec.name),
                 }
             }
             Kind::Count => {
                 let n: u32 = value.trim().parse().map_err(|_| err("a whole number"))?;
+                if spec.name == "client_retries" {
+                    self.client_retries = Some(n);
+                    return Ok(());
+                }
+                if n == 0 {
+                    return Err(err("a whole number above zero"));
+                }
+                let n = Some(n as usize);
                 match spec.name {
-                    "client_retries" => self.client_retries = Some(n),
-                    _ => {
-                        if n == 0 {
-                            return Err(err("a whole number above zero"));
-                        }
-                        self.client_pool_size = Some(n as usize);
-                    }
+                    "client_pool_size" => self.client_pool_size = n,
+                    "server_max_connections" => self.server_max_connections = n,
+                    "server_max_connections_per_ip" => self.server_max_connections_per_ip = n,
+                    "server_max_in_flight" => self.server_max_in_flight = n,
+                    _ => unreachable!("count setting {}", spec.name),
+                }
+            }
+            Kind::Size => {
+                let n = parse_size(value)
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| err("a size above zero such as 65536, 512KiB or 8MiB"))?;
+                match spec.name {
+                    "server_write_buffer" => self.server_write_buffer = Some(n),
+                    _ => unreachable!("size setting {}", spec.name),
                 }
             }
             Kind::OneOf(allowed) => {
@@ -473,6 +541,22 @@ impl Options {
         }
         Ok(())
     }
+}
+
+/// Bytes, or a number with `KiB`, `MiB` or `GiB`.
+fn parse_size(value: &str) -> Option<usize> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: usize = n.parse().ok()?;
+    let unit = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(unit)
 }
 
 fn parse_metadata(value: &str, source: &str) -> Result<Vec<(String, String)>, ConfigError> {
@@ -615,6 +699,36 @@ mod tests {
                 Box::new(move |o| o.server_shutdown_timeout == secs(20)),
             ),
             (
+                "server_max_connections",
+                "100",
+                Box::new(|o| o.server_max_connections == Some(100)),
+            ),
+            (
+                "server_max_connections_per_ip",
+                "10",
+                Box::new(|o| o.server_max_connections_per_ip == Some(10)),
+            ),
+            (
+                "server_max_in_flight",
+                "64",
+                Box::new(|o| o.server_max_in_flight == Some(64)),
+            ),
+            (
+                "server_write_buffer",
+                "2MiB",
+                Box::new(|o| o.server_write_buffer == Some(2 << 20)),
+            ),
+            (
+                "server_idle_timeout",
+                "90s",
+                Box::new(move |o| o.server_idle_timeout == secs(90)),
+            ),
+            (
+                "server_frame_timeout",
+                "5s",
+                Box::new(move |o| o.server_frame_timeout == secs(5)),
+            ),
+            (
                 "registry",
                 "memory",
                 Box::new(|o| o.registry.as_deref() == Some("memory")),
@@ -689,6 +803,12 @@ mod tests {
             ("server_metadata", "novalue"),
             ("server_drain", "later"),
             ("server_shutdown_timeout", "0s"),
+            ("server_max_connections", "0"),
+            ("server_max_connections_per_ip", "many"),
+            ("server_max_in_flight", "-1"),
+            ("server_write_buffer", "8 parsecs"),
+            ("server_idle_timeout", "0s"),
+            ("server_frame_timeout", "soon"),
             ("registry", "zookeeper"),
             ("registry_address", ""),
             ("register_ttl", "-1"),
@@ -806,6 +926,23 @@ mod tests {
         }
         let o = from_env(&[("MICRO_SERVER_ADVERTISE", "shippy.example:50051")]).unwrap();
         assert_eq!(o.server_advertise.as_deref(), Some("shippy.example:50051"));
+    }
+
+    #[test]
+    fn server_limits_parse_with_units() {
+        let opts = from_env(&[
+            ("MICRO_SERVER_MAX_CONNECTIONS", "100"),
+            ("MICRO_SERVER_WRITE_BUFFER", "512KiB"),
+            ("MICRO_SERVER_IDLE_TIMEOUT", "90s"),
+        ])
+        .unwrap();
+        assert_eq!(opts.server_max_connections, Some(100));
+        assert_eq!(opts.server_write_buffer, Some(512 * 1024));
+        assert_eq!(opts.server_idle_timeout, Some(Duration::from_secs(90)));
+        let e = from_env(&[("MICRO_SERVER_WRITE_BUFFER", "lots")]).unwrap_err();
+        assert_eq!(e.source(), "MICRO_SERVER_WRITE_BUFFER");
+        let e = from_env(&[("MICRO_SERVER_MAX_IN_FLIGHT", "0")]).unwrap_err();
+        assert_eq!(e.source(), "MICRO_SERVER_MAX_IN_FLIGHT");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Reading and writing frames on a stream: the piece client and server connections share.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use futures_util::StreamExt;
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio_util::codec::{Decoder, FramedRead};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::transport::BoxIo;
 use crate::wire::{Frame, Outgoing};
@@ -13,29 +16,255 @@ use crate::wire::{Frame, Outgoing};
 /// Flush a batch once it reaches this size even if more frames are waiting.
 const MAX_BATCH: usize = 256 * 1024;
 
+/// How much room a read asks for at a time: buffers grow with the bytes that arrive, never
+/// with the length a frame announces.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What a connection's write queue shares between its senders, its writer and its reader.
+#[derive(Debug)]
+struct QueueState {
+    /// Bytes queued or being written.
+    bytes: AtomicUsize,
+    /// Past this many queued bytes, [`WriteQueue::space`] waits.
+    limit: usize,
+    /// Calls read (server) or sent (client) and not yet answered.
+    in_flight: AtomicUsize,
+    /// The writer has stopped: nothing queued will leave.
+    closed: AtomicBool,
+    /// Woken whenever bytes leave, a call ends, or the writer stops.
+    changed: Notify,
+}
+
+impl QueueState {
+    fn wake(&self) {
+        self.changed.notify_waiters();
+    }
+}
+
+/// A connection's outgoing frames, bounded in bytes: senders may always queue (a reply must
+/// never be lost), and whoever produces work waits on [`space`](Self::space) first, which
+/// is the back-pressure.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteQueue {
+    tx: flume::Sender<(Outgoing, usize)>,
+    state: Arc<QueueState>,
+    /// Held by the reply path of one call: dropping the last clone ends the call.
+    _call: Option<Arc<CallSlot>>,
+}
+
+/// A [`WriteQueue`] that does not keep its connection open.
+#[derive(Debug, Clone)]
+pub(crate) struct WeakWriteQueue {
+    tx: flume::WeakSender<(Outgoing, usize)>,
+    state: Arc<QueueState>,
+}
+
+impl WeakWriteQueue {
+    /// The queue, unless every strong handle is gone.
+    pub(crate) fn upgrade(&self) -> Option<WriteQueue> {
+        Some(WriteQueue {
+            tx: self.tx.upgrade()?,
+            state: self.state.clone(),
+            _call: None,
+        })
+    }
+}
+
+/// One call in flight; dropping it releases the slot.
+#[derive(Debug)]
+struct CallSlot(Arc<QueueState>);
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.wake();
+    }
+}
+
+impl WriteQueue {
+    /// A queue and the task that writes it to `io`. A write that makes no progress for
+    /// `stall` closes the connection (a peer that never reads cannot hold us).
+    pub(crate) fn start(io: WriteHalf<BoxIo>, limit: usize, stall: Option<Duration>) -> Self {
+        let (tx, rx) = flume::unbounded();
+        let state = Arc::new(QueueState {
+            bytes: AtomicUsize::new(0),
+            limit: limit.max(1),
+            in_flight: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            changed: Notify::new(),
+        });
+        tokio::spawn(write_loop(io, rx, state.clone(), stall));
+        Self {
+            tx,
+            state,
+            _call: None,
+        }
+    }
+
+    /// Queues a frame. `Err` when the connection is gone (the frame is dropped).
+    pub(crate) fn send(&self, frame: Outgoing) -> Result<(), ()> {
+        let size = frame.encoded_len();
+        self.state.bytes.fetch_add(size, Ordering::AcqRel);
+        self.tx.send((frame, size)).map_err(|_| {
+            self.state.bytes.fetch_sub(size, Ordering::AcqRel);
+        })
+    }
+
+    /// Nobody will write what is queued any more.
+    pub(crate) fn is_disconnected(&self) -> bool {
+        self.tx.is_disconnected() || self.state.closed.load(Ordering::Acquire)
+    }
+
+    /// A handle for answering one call: the call counts as in flight until the last clone of
+    /// the returned queue is dropped.
+    pub(crate) fn for_call(&self) -> Self {
+        self.state.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self {
+            tx: self.tx.clone(),
+            state: self.state.clone(),
+            _call: Some(Arc::new(CallSlot(self.state.clone()))),
+        }
+    }
+
+    /// A handle that does not keep the connection open.
+    pub(crate) fn downgrade(&self) -> WeakWriteQueue {
+        WeakWriteQueue {
+            tx: self.tx.downgrade(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// Calls in flight on this connection.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.state.bytes.load(Ordering::Acquire)
+    }
+
+    /// Waits until fewer than the limit's bytes are queued and fewer than `max_in_flight`
+    /// calls are in flight. `false` when the writer stopped (the connection is dead).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub(crate) async fn space(&self, max_in_flight: usize) -> bool {
+        self.wait_until(|s| has_space(s, max_in_flight)).await
+    }
+
+    /// Whether [`space`](Self::space) would return at once.
+    pub(crate) fn has_space(&self, max_in_flight: usize) -> bool {
+        has_space(&self.state, max_in_flight)
+    }
+
+    /// Waits until no call is in flight and nothing is queued. `false` when the writer
+    /// stopped.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub(crate) async fn quiet(&self) -> bool {
+        self.wait_until(|s| {
+            s.in_flight.load(Ordering::Acquire) == 0 && s.bytes.load(Ordering::Acquire) == 0
+        })
+        .await
+    }
+
+    /// Waits until the writer has stopped.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub(crate) async fn closed(&self) {
+        self.wait_until(|_| false).await;
+    }
+
+    /// Lets go of this handle and waits until the writer has written what was queued (by
+    /// this and every other handle) and stopped.
+    pub(crate) async fn finish(self) {
+        let state = self.state.clone();
+        drop(self);
+        wait_until(&state, |_| false).await;
+    }
+
+    async fn wait_until(&self, ready: impl Fn(&QueueState) -> bool) -> bool {
+        wait_until(&self.state, ready).await
+    }
+}
+
+fn has_space(s: &QueueState, max_in_flight: usize) -> bool {
+    s.bytes.load(Ordering::Acquire) < s.limit && s.in_flight.load(Ordering::Acquire) < max_in_flight
+}
+
+async fn wait_until(state: &QueueState, ready: impl Fn(&QueueState) -> bool) -> bool {
+    loop {
+        let changed = state.changed.notified();
+        tokio::pin!(changed);
+        // Registered before the check, so a wake between the check and the wait is kept.
+        changed.as_mut().enable();
+        if state.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        if ready(state) {
+            return true;
+        }
+        changed.await;
+    }
+}
+
 /// Writes queued frames, coalescing whatever is queued into one write.
 ///
-/// Ends when every sender is gone (after writing what they queued) or the stream fails.
-pub(crate) async fn write_loop(mut io: WriteHalf<BoxIo>, rx: flume::Receiver<Outgoing>) {
+/// Ends when every sender is gone (after writing what they queued), the stream fails, or a
+/// write stalls past `stall`.
+async fn write_loop(
+    mut io: WriteHalf<BoxIo>,
+    rx: flume::Receiver<(Outgoing, usize)>,
+    state: Arc<QueueState>,
+    stall: Option<Duration>,
+) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    while let Ok(first) = rx.recv_async().await {
+    while let Ok((first, size)) = rx.recv_async().await {
         // Woken by the first frame, this task would otherwise run before the tasks that are
         // about to queue more (tokio runs a freshly woken task next): let them, so that a
         // burst leaves in one write instead of one write per frame.
         tokio::task::yield_now().await;
         first.encode(&mut buf);
+        let mut batch = size;
         while buf.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(frame) => frame.encode(&mut buf),
+                Ok((frame, size)) => {
+                    frame.encode(&mut buf);
+                    batch += size;
+                }
                 Err(_) => break,
             }
         }
-        if let Err(e) = io.write_all(&buf).await {
+        let written = match stall {
+            Some(stall) => tokio::time::timeout(stall, io.write_all(&buf))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the peer read nothing for {stall:?}"),
+                    ))
+                }),
+            None => io.write_all(&buf).await,
+        };
+        if let Err(e) = written {
             tracing::debug!("connection write failed: {e}");
-            return;
+            break;
         }
+        state.bytes.fetch_sub(batch, Ordering::AcqRel);
+        state.wake();
         buf.clear();
+        if buf.capacity() > MAX_BATCH * 2 {
+            // One large frame must not pin its buffer for the life of the connection.
+            buf = BytesMut::with_capacity(16 * 1024);
+        }
     }
+    state.closed.store(true, Ordering::Release);
+    // Frames still queued will never leave: drop them now, not when the last sender goes.
+    drop(rx);
+    state.wake();
     let _ = io.shutdown().await;
 }
 
@@ -51,6 +280,8 @@ pub(crate) enum ReadError {
     },
     /// A frame that does not parse.
     Malformed(String),
+    /// A frame began and did not end in time.
+    Stalled(Duration),
     Io(io::Error),
 }
 
@@ -62,6 +293,7 @@ impl std::fmt::Display for ReadError {
                 write!(f, "frame of {len} bytes exceeds the {max}-byte limit")
             }
             Self::Malformed(why) => write!(f, "malformed frame: {why}"),
+            Self::Stalled(after) => write!(f, "frame not completed within {after:?}"),
             Self::Io(e) => write!(f, "read failed: {e}"),
         }
     }
@@ -69,25 +301,62 @@ impl std::fmt::Display for ReadError {
 
 /// Splits a stream into frames, reporting oversized ones with their length.
 pub(crate) struct FrameReader {
-    inner: FramedRead<ReadHalf<BoxIo>, LengthPrefixed>,
+    io: ReadHalf<BoxIo>,
+    buf: BytesMut,
+    codec: LengthPrefixed,
+    /// A frame must be whole this long after its first byte arrived.
+    frame_timeout: Option<Duration>,
+    /// When the frame being read began to arrive.
+    started: Option<Instant>,
 }
 
 impl FrameReader {
-    pub(crate) fn new(io: ReadHalf<BoxIo>, max_frame: usize) -> Self {
-        let codec = LengthPrefixed { max: max_frame };
+    pub(crate) fn new(
+        io: ReadHalf<BoxIo>,
+        max_frame: usize,
+        frame_timeout: Option<Duration>,
+    ) -> Self {
         Self {
-            inner: FramedRead::with_capacity(io, codec, 16 * 1024),
+            io,
+            buf: BytesMut::new(),
+            codec: LengthPrefixed { max: max_frame },
+            frame_timeout,
+            started: None,
         }
     }
 
+    /// Restarts the clock of a partly read frame: we, not the peer, stopped reading it.
+    pub(crate) fn restart_clock(&mut self) {
+        self.started = None;
+    }
+
     /// # Cancel safety
-    /// Cancel safe: a partly read frame stays buffered.
+    /// Cancel safe: a partly read frame stays buffered, and its clock keeps running.
     pub(crate) async fn next(&mut self) -> Result<Frame, ReadError> {
-        match self.inner.next().await {
-            None => Err(ReadError::Closed),
-            Some(Err(e)) => Err(e),
-            Some(Ok(bytes)) => {
-                Frame::decode(bytes.freeze()).map_err(|e| ReadError::Malformed(e.to_string()))
+        loop {
+            if let Some(bytes) = self.codec.decode(&mut self.buf)? {
+                self.started = None;
+                if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
+                    // Let a large frame's buffer go with the frame.
+                    self.buf = BytesMut::new();
+                }
+                return Frame::decode(bytes.freeze())
+                    .map_err(|e| ReadError::Malformed(e.to_string()));
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let read = match (self.frame_timeout, self.buf.is_empty()) {
+                (Some(limit), false) => {
+                    let started = *self.started.get_or_insert_with(Instant::now);
+                    tokio::time::timeout_at(started + limit, self.io.read_buf(&mut self.buf))
+                        .await
+                        .map_err(|_| ReadError::Stalled(limit))?
+                }
+                _ => self.io.read_buf(&mut self.buf).await,
+            };
+            if read? == 0 {
+                return Err(ReadError::Closed);
             }
         }
     }
@@ -96,14 +365,12 @@ impl FrameReader {
 /// `u32` big-endian length, then that many bytes. Stateless between calls: the prefix is
 /// only consumed together with the whole frame, so a frame arriving in pieces is re-read
 /// from its head, and an oversized one is reported with its length before any is buffered.
+/// Nothing is reserved for an announced length: the buffer grows as bytes arrive.
 struct LengthPrefixed {
     max: usize,
 }
 
-impl Decoder for LengthPrefixed {
-    type Item = BytesMut;
-    type Error = ReadError;
-
+impl LengthPrefixed {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, ReadError> {
         if src.len() < 4 {
             return Ok(None);
@@ -113,12 +380,17 @@ impl Decoder for LengthPrefixed {
             return Err(ReadError::TooLarge { len, max: self.max });
         }
         if src.len() < 4 + len {
-            src.reserve(4 + len - src.len());
             return Ok(None);
         }
         src.advance(4);
         Ok(Some(src.split_to(len)))
     }
+}
+
+/// The frame splitter as a function, for the fuzz targets: `Err` when the stream must close.
+pub(crate) fn fuzz_reader(max: usize) -> impl FnMut(&mut BytesMut) -> Result<Option<BytesMut>, ()> {
+    let mut codec = LengthPrefixed { max };
+    move |buf| codec.decode(buf).map_err(drop)
 }
 
 impl From<io::Error> for ReadError {

@@ -95,13 +95,21 @@ pub mod wire;
 #[doc(hidden)]
 pub mod __private;
 
+/// Decoders of network bytes, for the fuzz targets in `fuzz/`. Not public API.
+#[doc(hidden)]
+pub mod __fuzz;
+
 pub use client::{Call, Client, ClientBuilder, Publish};
 pub use context::{Context, Metadata, TRACE_ID};
 pub use error::{Error, Result};
 pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message};
 pub use payload::Payload;
 pub use runtime::{Runtime, RuntimeBuilder};
-pub use server::{HandlerStats, Health, Stats};
+pub use server::{
+    DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_IN_FLIGHT, DEFAULT_WRITE_BUFFER, HandlerStats,
+    Health, ServerLimits, Stats,
+};
 pub use service::{
     DEFAULT_DRAIN, DEFAULT_MAILBOX, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
     DEFAULT_SHUTDOWN_TIMEOUT, RunningService, Service,

@@ -19,7 +19,9 @@ use crate::handler::{Handler, HandlerDef};
 use crate::middleware::{BoxLayer, BoxService, Request};
 use crate::registry::{self, Registry};
 use crate::runtime::Runtime;
-use crate::server::{self, Debug, HandlerStats, Mounted, Probe, Router, Shutdown, Started};
+use crate::server::{
+    self, Debug, HandlerStats, Mounted, Probe, Router, ServerLimits, Shutdown, Started,
+};
 use crate::transport::{Listener, Transport};
 use crate::wire::DEFAULT_MAX_FRAME;
 use crate::{BoxFuture, Error, Payload};
@@ -97,6 +99,7 @@ pub struct Service {
     mailbox: Option<usize>,
     max_frame: usize,
     layers: Vec<BoxLayer>,
+    limits: ServerLimits,
     options: Option<Options>,
     mounts: Vec<(&'static HandlerDef, Mount)>,
     hooks: Hooks,
@@ -183,6 +186,7 @@ impl Service {
             mailbox: None,
             max_frame: DEFAULT_MAX_FRAME,
             layers: Vec::new(),
+            limits: ServerLimits::default(),
             options: None,
             mounts: Vec::new(),
             hooks: Hooks::default(),
@@ -370,6 +374,20 @@ impl Service {
         self
     }
 
+    /// What peers may hold on this service: connections, calls in flight, queued reply
+    /// bytes, idle and frame-read time (default: [`ServerLimits::default`]). `MICRO_SERVER_*`
+    /// variables override single limits.
+    ///
+    /// ```
+    /// let service = micro::Service::new("greeter")
+    ///     .limits(micro::ServerLimits::default().max_connections(100));
+    /// # drop(service);
+    /// ```
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// The largest frame accepted or sent (default 4 MiB). A connection that sends a larger
     /// one is closed.
     pub fn max_frame(mut self, bytes: usize) -> Self {
@@ -544,6 +562,7 @@ impl Service {
         if let Some(v) = opts.server_shutdown_timeout {
             self.shutdown_timeout = v;
         }
+        self.limits.apply(opts);
         if let Some(v) = opts.register_ttl {
             self.ttl = v;
         }
@@ -656,7 +675,7 @@ impl Service {
         }
         let registry = runtime.registry().clone();
         let transport = runtime.transport().clone();
-        let mut listener = match self.listener.take() {
+        let listener = match self.listener.take() {
             Some(listener) => listener,
             None => transport.listen(&self.address).await.map_err(|e| {
                 Error::internal(
@@ -745,36 +764,14 @@ impl Service {
         let shutdown = Shutdown::default();
         let stop_accepting = CancellationToken::new();
         let connections = TaskTracker::new();
-        let accept = {
-            let (router, shutdown, stop, connections) = (
-                router.clone(),
-                shutdown.clone(),
-                stop_accepting.clone(),
-                connections.clone(),
-            );
-            tokio::spawn(async move {
-                loop {
-                    let accepted = tokio::select! {
-                        _ = stop.cancelled() => break,
-                        accepted = listener.accept() => accepted,
-                    };
-                    match accepted {
-                        Ok((io, peer)) => {
-                            connections.spawn(server::serve(
-                                io,
-                                peer,
-                                router.clone(),
-                                shutdown.clone(),
-                            ));
-                        }
-                        Err(e) => {
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-            })
-        };
+        let accept = server::spawn_accept_loop(
+            listener,
+            router.clone(),
+            self.limits,
+            shutdown.clone(),
+            stop_accepting.clone(),
+            connections.clone(),
+        );
 
         let node = registry::Node {
             id: node_id,

@@ -100,7 +100,8 @@ impl Frame {
                     return Err(FrameError("request frame truncated in its metadata"));
                 }
                 let count = buf.get_u16();
-                let mut metadata = Metadata::with_capacity(count as usize);
+                // Each entry takes at least four bytes: never reserve for more than arrived.
+                let mut metadata = Metadata::with_capacity((count as usize).min(buf.len() / 4));
                 for _ in 0..count {
                     let k = take_str(&mut buf, "metadata key")?;
                     let v = take_str(&mut buf, "metadata value")?;
@@ -183,6 +184,35 @@ pub(crate) enum Outgoing {
 }
 
 impl Outgoing {
+    /// The bytes this frame takes on the wire, length prefix included (without encoding an
+    /// error body: its JSON is estimated from its fields).
+    pub(crate) fn encoded_len(&self) -> usize {
+        4 + 12
+            + match self {
+                Outgoing::Request {
+                    service,
+                    endpoint,
+                    metadata,
+                    body,
+                    ..
+                } => {
+                    4 + 2
+                        + service.len()
+                        + 2
+                        + endpoint.len()
+                        + 2
+                        + metadata
+                            .iter()
+                            .map(|(k, v)| 4 + k.len() + v.len())
+                            .sum::<usize>()
+                        + body.len()
+                }
+                Outgoing::Reply { body, .. } => body.len(),
+                Outgoing::Error { error, .. } => 64 + error.id.len() + error.detail.len(),
+                Outgoing::GoAway | Outgoing::GoAwayAck => 0,
+            }
+    }
+
     /// Appends this frame, length prefix included, to `buf`.
     pub(crate) fn encode(&self, buf: &mut BytesMut) {
         let start = buf.len();

@@ -338,10 +338,15 @@ impl EmbeddedBroker {
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Delivery {
+pub(crate) struct Delivery {
     subscription: String,
     topic: String,
     message: Message,
+}
+
+/// Decodes a delivery as the inbox does, for the fuzz targets.
+pub(crate) fn decode_delivery(req: Payload) -> Result<(), Error> {
+    crate::__private::decode::<Delivery>(req, &Inbox::DEF.endpoints[0]).map(drop)
 }
 
 /// Receives deliveries for this process's subscriptions.

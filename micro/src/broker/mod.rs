@@ -41,7 +41,7 @@
 //! # Ok(()) }
 //! ```
 
-mod embedded;
+pub(crate) mod embedded;
 mod memory;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]

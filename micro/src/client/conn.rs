@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use super::Failure;
 use crate::Error;
-use crate::framed::{FrameReader, ReadError, write_loop};
+use crate::framed::{FrameReader, ReadError, WriteQueue};
 use crate::transport::BoxIo;
 use crate::wire::{Frame, Outgoing};
 
@@ -42,10 +42,19 @@ impl Shared {
     }
 }
 
+/// Requests queued on one connection past which a caller waits before sending: 8 MiB.
+pub(crate) const WRITE_BUFFER: usize = 8 * 1024 * 1024;
+/// Calls in flight on one connection past which a caller waits for one to end.
+pub(crate) const MAX_IN_FLIGHT: usize = 4096;
+
 /// A client connection. Dropping the last handle closes it once queued frames are written.
+///
+/// A caller waits, within its own deadline, while the connection has [`MAX_IN_FLIGHT`] calls
+/// in flight or [`WRITE_BUFFER`] bytes of requests not yet written: a server that stops
+/// reading slows its callers down instead of growing their memory.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    tx: flume::Sender<Outgoing>,
+    tx: WriteQueue,
     shared: Arc<Shared>,
     next_id: AtomicU64,
     addr: Arc<str>,
@@ -54,12 +63,11 @@ pub(crate) struct Conn {
 impl Conn {
     pub(crate) fn start(io: BoxIo, addr: &str, max_frame: usize) -> Arc<Conn> {
         let (read, write) = tokio::io::split(io);
-        let (tx, rx) = flume::unbounded();
-        tokio::spawn(write_loop(write, rx));
+        let tx = WriteQueue::start(write, WRITE_BUFFER, None);
         let shared = Arc::new(Shared::default());
         let addr: Arc<str> = addr.into();
         tokio::spawn(read_loop(
-            FrameReader::new(read, max_frame),
+            FrameReader::new(read, max_frame, None),
             shared.clone(),
             tx.downgrade(),
             addr.clone(),
@@ -90,6 +98,11 @@ impl Conn {
         &self,
         request: impl FnOnce(u64) -> Outgoing,
     ) -> Result<Frame, Failure> {
+        if !self.tx.space(MAX_IN_FLIGHT).await {
+            return Err(Failure::NotRun(self.lost()));
+        }
+        // Counted from here until the call's future ends, by reply or by being dropped.
+        let _slot = self.tx.for_call();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (waiter, reply) = oneshot::channel();
         {
@@ -136,7 +149,7 @@ impl Drop for Forget<'_> {
 async fn read_loop(
     mut frames: FrameReader,
     shared: Arc<Shared>,
-    tx: flume::WeakSender<Outgoing>,
+    tx: crate::framed::WeakWriteQueue,
     addr: Arc<str>,
 ) {
     // Weak, so that the connection closes when the pool lets go of it.

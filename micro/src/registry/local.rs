@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +33,18 @@ use crate::BoxFuture;
 ///   expired for [`GC_AFTER`](Self::GC_AFTER), so they never race an owner refreshing its own.
 /// - [`watch`](Registry::watch) looks at the directory every
 ///   [`POLL_INTERVAL`](Self::POLL_INTERVAL) and reports what changed.
+///
+/// Only regular files of at most [`MAX_ENTRY`](Self::MAX_ENTRY) bytes are read: a FIFO, a
+/// device, a symlink or an oversized file planted as `x.json` is skipped (and the size is
+/// learned without reading it), so it can neither hang a reader nor cost it a read every
+/// poll.
+///
+/// The directory decides who can announce nodes that receive this user's calls, so it is
+/// checked before each use, whether it is the default one or given to [`at`](Self::at) (and
+/// so by `MICRO_REGISTRY_ADDRESS`): a directory that is a symlink, belongs to another user
+/// or is writable by group or others is refused with [`RegistryError::Unavailable`]. For a
+/// directory deliberately shared between users, use [`shared`](Self::shared), which skips
+/// the check and logs a warning once.
 ///
 /// Expiry uses the wall clock, which all processes share; a large clock step makes nodes
 /// expire early or late. Processes that should find each other must agree on the directory:
@@ -64,10 +77,13 @@ use crate::BoxFuture;
 #[derive(Clone, Debug)]
 pub struct LocalRegistry {
     dir: PathBuf,
-    /// Set for the shared temp directory, where another user could have made our
-    /// directory first.
+    /// The directory that must be ours: the registry directory itself, or the `micro-<uid>`
+    /// directory above it in the shared temp directory. `None` for a deliberately shared
+    /// directory.
     #[cfg(unix)]
     guard: Option<Guard>,
+    /// Set once the warning about a shared directory has been logged.
+    warned: Arc<std::sync::Once>,
 }
 
 #[cfg(unix)]
@@ -81,7 +97,7 @@ struct Guard {
 
 /// What a node's file holds.
 #[derive(Debug, Serialize, Deserialize)]
-struct Entry {
+pub(crate) struct Entry {
     service: Service,
     expires_at_ms: Option<u64>,
 }
@@ -117,6 +133,14 @@ impl LocalRegistry {
     /// ```
     pub const GC_AFTER: Duration = Duration::from_secs(60);
 
+    /// The largest entry file read: 1 MiB. A larger one is skipped without being read.
+    ///
+    /// ```
+    /// # use micro::registry::LocalRegistry;
+    /// assert_eq!(LocalRegistry::MAX_ENTRY, 1024 * 1024);
+    /// ```
+    pub const MAX_ENTRY: u64 = 1024 * 1024;
+
     /// The registry in this user's default directory: `$XDG_RUNTIME_DIR/micro/registry` when
     /// that is set and writable, else `<temp dir>/micro-<uid>/registry`.
     ///
@@ -141,7 +165,10 @@ impl LocalRegistry {
 
     /// The registry in `dir`, made (mode `0700`) on first registration.
     ///
-    /// Every process given the same directory sees the same nodes.
+    /// Every process of this user given the same directory sees the same nodes. The
+    /// directory must belong to this user and not be writable by group or others (see the
+    /// [type-level docs](Self)); operations on one that is not fail with
+    /// [`RegistryError::Unavailable`].
     ///
     /// ```
     /// use micro::registry::LocalRegistry;
@@ -150,10 +177,34 @@ impl LocalRegistry {
     /// assert_eq!(registry.path(), std::path::Path::new("/run/my-app/registry"));
     /// ```
     pub fn at(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        Self {
+            #[cfg(unix)]
+            guard: Some(Guard {
+                dir: dir.clone(),
+                uid: own_uid(),
+            }),
+            dir,
+            warned: Arc::new(std::sync::Once::new()),
+        }
+    }
+
+    /// The registry in `dir`, used whoever owns it and whoever can write it: for a directory
+    /// deliberately shared between users. Anyone who can write there can announce nodes
+    /// that receive this process's calls; a warning saying so is logged on first use.
+    ///
+    /// ```
+    /// use micro::registry::LocalRegistry;
+    ///
+    /// let registry = LocalRegistry::shared("/srv/team/registry");
+    /// assert_eq!(registry.path(), std::path::Path::new("/srv/team/registry"));
+    /// ```
+    pub fn shared(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
             #[cfg(unix)]
             guard: None,
+            warned: Arc::new(std::sync::Once::new()),
         }
     }
 
@@ -191,17 +242,27 @@ impl LocalRegistry {
         Self {
             dir: root.join("registry"),
             guard: Some(Guard { dir: root, uid }),
+            warned: Arc::new(std::sync::Once::new()),
         }
     }
 
     #[cfg(not(unix))]
     fn in_temp(base: &Path) -> Self {
-        Self::at(base.join("micro").join("registry"))
+        Self::shared(base.join("micro").join("registry"))
     }
 
     /// Checks that the guarded directory, if any, is safe to use; `Ok(false)` when it does
     /// not exist yet.
     fn check(&self) -> Result<bool, RegistryError> {
+        #[cfg(unix)]
+        if self.guard.is_none() {
+            self.warned.call_once(|| {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    "using a shared registry directory: anyone who can write it can announce nodes that receive this process's calls"
+                );
+            });
+        }
         #[cfg(unix)]
         if let Some(guard) = &self.guard {
             use std::os::unix::fs::MetadataExt;
@@ -493,22 +554,50 @@ fn scan_service(dir: &Path, now: u64, found: &mut Snapshot) -> Result<(), Regist
 
 /// One node's entry and when it was written; `None` when it is gone.
 fn read_entry(path: &Path) -> Result<Option<(Entry, SystemTime)>, String> {
-    let mut file = match fs::File::open(path) {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    // Opening a FIFO for reading blocks until a writer comes; a symlink could point
+    // anywhere. Neither is an entry: open without following or blocking, then look.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NONBLOCK | libc::O_NOFOLLOW,
+    );
+    let file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let written = file
-        .metadata()
-        .and_then(|m| m.modified())
-        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > LocalRegistry::MAX_ENTRY {
+        return Err(format!(
+            "{} bytes, more than the {}-byte limit",
+            meta.len(),
+            LocalRegistry::MAX_ENTRY
+        ));
+    }
+    let written = meta.modified().map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    // The file may grow after the look: read no more than the limit regardless.
+    file.take(LocalRegistry::MAX_ENTRY + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > LocalRegistry::MAX_ENTRY {
+        return Err("grew past the size limit while being read".into());
+    }
+    Ok(Some((parse_entry(&bytes)?, written)))
+}
+
+/// An entry file's contents as a one-node record.
+pub(crate) fn parse_entry(bytes: &[u8]) -> Result<Entry, String> {
+    let entry: Entry = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if entry.service.name.is_empty() || entry.service.nodes.len() != 1 {
         return Err("not a service with exactly one node".into());
     }
-    Ok(Some((entry, written)))
+    Ok(entry)
 }
 
 /// Services by name and version, each with its nodes sorted by id.
@@ -634,6 +723,18 @@ fn probe(dir: &Path) -> io::Result<fs::Metadata> {
     drop(file);
     fs::remove_file(&path)?;
     meta
+}
+
+/// This process's effective uid: the owner of `/proc/self` on Linux, else the owner of a
+/// file it makes in the temp directory. `None` when neither can be learned.
+#[cfg(unix)]
+fn own_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+
+    fs::metadata("/proc/self")
+        .or_else(|_| probe(&std::env::temp_dir()))
+        .ok()
+        .map(|meta| meta.uid())
 }
 
 fn create_dir(dir: &Path) -> io::Result<()> {
@@ -1163,5 +1264,79 @@ mod tests {
                 .next()
                 .is_none()
         );
+    }
+
+    /// Regression: a FIFO planted as `x.json` hung every reader (`micro services`, the
+    /// dashboard) in `open`; a 200 MB file was read in full every poll. Both are skipped,
+    /// the FIFO without blocking and the large file without being read.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn fifos_symlinks_and_oversized_files_are_skipped_not_read() {
+        let dir = Scratch::new();
+        let r = dir.registry();
+        r.register(&svc("planted", "1", "good"), None)
+            .await
+            .unwrap();
+        let fifo = dir.node_file("planted", "fifo");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+        let big = dir.node_file("planted", "big");
+        let file = fs::File::create(&big).unwrap();
+        // Sparse: costs no disk, and would cost a full read if the size were not checked.
+        file.set_len(200 * 1024 * 1024).unwrap();
+        std::os::unix::fs::symlink(&big, dir.node_file("planted", "link")).unwrap();
+        assert!(
+            read_entry(&fifo)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        assert!(read_entry(&big).unwrap_err().contains("more than the"));
+        assert!(read_entry(&dir.node_file("planted", "link")).is_err());
+        let found = tokio::time::timeout(Duration::from_secs(10), r.get_service("planted"))
+            .await
+            .expect("a FIFO does not hang the reader")
+            .unwrap();
+        assert_eq!(ids(&found[0]), ["good"]);
+    }
+
+    /// Regression: a directory given through `MICRO_REGISTRY_ADDRESS` (so to
+    /// [`LocalRegistry::at`]) skipped the checks the default one gets, so another user's
+    /// world-writable directory routed a victim's calls to the other user's nodes.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn an_explicit_directory_gets_the_owner_and_permission_checks() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+
+        let dir = Scratch::new();
+        let path = dir.0.join("registry");
+        fs::create_dir(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
+        let r = LocalRegistry::at(&path);
+        let err = r.register(&svc("s", "1", "n"), None).await.unwrap_err();
+        assert!(err.to_string().contains("writable by others"), "{err}");
+        assert!(r.list_services().await.is_err());
+
+        // Deliberately shared: used, with a warning.
+        let shared = LocalRegistry::shared(&path);
+        shared.register(&svc("s", "1", "n"), None).await.unwrap();
+        assert_eq!(shared.list_services().await.unwrap().len(), 1);
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(r.list_services().await.unwrap().len(), 1);
+
+        let link = dir.0.join("link");
+        symlink(&path, &link).unwrap();
+        let err = LocalRegistry::at(&link).list_services().await.unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+
+        if own_uid() == Some(0) {
+            // As root, hand the directory to someone else.
+            std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+            let err = r.list_services().await.unwrap_err();
+            assert!(err.to_string().contains("owned by uid 4242"), "{err}");
+        }
     }
 }

@@ -1,19 +1,16 @@
 //! One accepted connection: read request frames, route them, write replies.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Router;
+use super::listen::ServerLimits;
 use crate::Error;
-use crate::framed::{FrameReader, ReadError, write_loop};
+use crate::framed::{FrameReader, ReadError, WriteQueue};
 use crate::transport::BoxIo;
 use crate::wire::{Frame, Outgoing};
-
-/// Replies (frames, not bytes) queued on one connection past which we stop reading its
-/// requests, so a peer that sends without reading cannot grow our memory without bound.
-const WRITE_HIGH_WATER: usize = 4096;
 
 /// How a connection learns that the service is stopping.
 #[derive(Clone, Debug, Default)]
@@ -24,30 +21,71 @@ pub(crate) struct Shutdown {
     pub(crate) abort: CancellationToken,
 }
 
-/// Serves one connection until the peer closes it, it misbehaves, or shutdown ends it.
-pub(crate) async fn serve(io: BoxIo, peer: String, router: Arc<Router>, shutdown: Shutdown) {
+/// Serves one connection until the peer closes it, it misbehaves, it idles, or shutdown
+/// ends it. Everything the connection holds is released when this returns, except replies
+/// still being computed, which are dropped as they finish if the writer is gone.
+pub(crate) async fn serve(
+    io: BoxIo,
+    peer: String,
+    router: Arc<Router>,
+    limits: ServerLimits,
+    shutdown: Shutdown,
+) {
     let (read, write) = tokio::io::split(io);
-    let (tx, rx) = flume::unbounded();
-    let writer = tokio::spawn(write_loop(write, rx));
-    let mut frames = FrameReader::new(read, router.max_frame);
+    let idle = limits.get_idle_timeout();
+    let tx = WriteQueue::start(write, limits.get_write_buffer(), Some(idle));
+    let mut frames = FrameReader::new(read, router.max_frame, Some(limits.get_frame_timeout()));
     let peer: Arc<str> = peer.into();
+    let max_in_flight = limits.get_max_in_flight();
     let mut going_away = false;
+    // The idle clock runs from the last frame read or the last call answered.
+    let mut idle_since = Instant::now();
     loop {
-        while tx.len() > WRITE_HIGH_WATER && !shutdown.abort.is_cancelled() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let quiet = tx.in_flight() == 0 && tx.queued_bytes() == 0;
         let next = tokio::select! {
             biased;
             _ = shutdown.abort.cancelled() => break,
+            _ = tx.closed() => break,
             _ = shutdown.drain.cancelled(), if !going_away => {
                 going_away = true;
                 let _ = tx.send(Outgoing::GoAway);
                 continue;
             }
-            next = frames.next() => next,
+            // Busy: wake when the last call is answered, to start the idle clock.
+            _ = tx.quiet(), if !quiet => {
+                idle_since = Instant::now();
+                continue;
+            }
+            _ = tokio::time::sleep_until(idle_since + idle), if quiet => {
+                if going_away {
+                    // Told to go away an idle period ago and still not acknowledged.
+                    tracing::debug!(%peer, "closing connection: idle after go away");
+                    break;
+                }
+                // Go away rather than close, so a request already on its way is served.
+                tracing::debug!(%peer, "connection idle for {idle:?}: asking the peer to go away");
+                going_away = true;
+                idle_since = Instant::now();
+                let _ = tx.send(Outgoing::GoAway);
+                continue;
+            }
+            next = async {
+                // Back-pressure: read no more requests while the peer is not reading replies
+                // or has too many calls in flight.
+                if !tx.has_space(max_in_flight) {
+                    if !tx.space(max_in_flight).await {
+                        return Err(ReadError::Closed);
+                    }
+                    frames.restart_clock();
+                }
+                frames.next().await
+            } => next,
         };
+        idle_since = Instant::now();
         match next {
-            Ok(Frame::Request(request)) => router.dispatch_frame(request, &peer, &tx),
+            Ok(Frame::Request(request)) => {
+                router.dispatch_frame(request, &peer, &tx.for_call());
+            }
             // The peer has sent its last request: everything it sent before is being served.
             Ok(Frame::GoAwayAck) if going_away => break,
             Ok(_) => {
@@ -66,15 +104,15 @@ pub(crate) async fn serve(io: BoxIo, peer: String, router: Arc<Router>, shutdown
         }
     }
     // Replies still being computed hold clones of `tx`; the writer sends them, then closes.
-    drop(tx);
+    drop(frames);
     tokio::select! {
-        _ = writer => {}
+        _ = tx.finish() => {}
         _ = shutdown.abort.cancelled() => {}
     }
 }
 
 /// Tells the peer why its connection is being closed, with call id 0 ("the connection").
-fn reject(tx: &flume::Sender<Outgoing>, peer: &str, why: &str) {
+fn reject(tx: &WriteQueue, peer: &str, why: &str) {
     tracing::warn!(%peer, "closing connection: {why}");
     let error = Error::bad_request("micro.server", format_args!("connection closed: {why}"));
     let _ = tx.send(Outgoing::Error {

@@ -3,12 +3,19 @@
 mod actor;
 mod conn;
 mod debug;
+mod listen;
 
 pub use actor::HandlerStats;
 pub(crate) use actor::{Counters, Mounted, Started, mount};
-pub(crate) use conn::{Shutdown, serve};
+pub(crate) use conn::Shutdown;
+use conn::serve;
 pub(crate) use debug::{Debug, Probe};
 pub use debug::{Health, Stats};
+pub(crate) use listen::spawn_accept_loop;
+pub use listen::{
+    DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_IN_FLIGHT, DEFAULT_WRITE_BUFFER, ServerLimits,
+};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +51,7 @@ pub(crate) enum ReplyTo {
     Local(oneshot::Sender<Result<Payload, (Error, bool)>>),
     /// A connection's write queue.
     Remote {
-        tx: flume::Sender<Outgoing>,
+        tx: crate::framed::WriteQueue,
         id: u64,
         content_type: ContentType,
         max_frame: usize,
@@ -240,7 +247,7 @@ impl Router {
         self: &Arc<Self>,
         frame: RequestFrame,
         caller: &Arc<str>,
-        tx: &flume::Sender<Outgoing>,
+        tx: &crate::framed::WriteQueue,
     ) {
         let route = match self.route(frame.service(), frame.endpoint()) {
             Ok(route) => route,
