@@ -87,7 +87,7 @@ fn describe_shows_versions_nodes_and_endpoint_types() {
     );
     for row in [
         vec!["Greeter.Hello", "HelloRequest", "HelloReply", "-"],
-        vec!["Greeter.Fail", "u16", "()", "-"],
+        vec!["Greeter.Fail", "uint16", "()", "-"],
         vec!["Greeter.OnEvent", "serde_json::Value", "()", "demo.events"],
         vec!["Debug.Health", "()", "Health", "-"],
     ] {

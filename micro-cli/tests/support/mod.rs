@@ -21,6 +21,9 @@ use micro::registry::{LocalRegistry, Registry};
 /// The `micro` binary under test.
 pub(crate) const MICRO: &str = env!("CARGO_BIN_EXE_micro");
 
+/// The service name of `examples/shippy.rs server`.
+pub(crate) const SHIPPY: &str = "shippy.service.consignment";
+
 /// How long any one step may take before a test gives up (the machine may be busy).
 pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -150,6 +153,22 @@ impl World {
             child: cmd.spawn().expect("start the demo service"),
         };
         self.wait_for_nodes(name, before + 1);
+        proc
+    }
+
+    /// Starts the shippy consignment service (`examples/shippy.rs server`) and waits until
+    /// it has registered.
+    pub(crate) fn shippy(&self) -> Proc {
+        let before = self.nodes(SHIPPY);
+        let mut cmd = self.command(example("shippy"));
+        cmd.arg("server")
+            .env("MICRO_SERVER_DRAIN", "0s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let proc = Proc {
+            child: cmd.spawn().expect("start the shippy service"),
+        };
+        self.wait_for_nodes(SHIPPY, before + 1);
         proc
     }
 
