@@ -127,7 +127,8 @@ pub(crate) enum Command {
         #[command(flatten)]
         output: OutputArg,
     },
-    /// Serve the HTTP gateway: `POST /{service}/{endpoint}` with a JSON body calls the endpoint.
+    /// Serve the HTTP gateway: `POST /{service}/{endpoint}` with a JSON body calls the endpoint;
+    /// `POST /event/{topic}` publishes the body on the topic.
     ///
     /// The reply is the endpoint's JSON reply; a failure answers with micro's error JSON and
     /// its code as the HTTP status. `GET /health` answers while the registry is reachable.
@@ -194,6 +195,10 @@ pub(crate) struct ApiArgs {
     /// Only these services are reachable; others get 403 (repeatable or comma-separated).
     #[arg(long, value_name = "SERVICE", value_delimiter = ',')]
     pub(crate) allow: Vec<String>,
+    /// Only these topics take events at `POST /event/{topic}`; others get 403 (repeatable or
+    /// comma-separated). With `--allow` and without this, no topic does.
+    #[arg(long = "allow_topics", value_name = "TOPIC", value_delimiter = ',')]
+    pub(crate) allow_topics: Vec<String>,
     /// Answer cross-origin requests from these origins, or `*` for any (repeatable or
     /// comma-separated). Without it, no CORS headers are sent.
     #[arg(long, value_name = "ORIGIN", value_delimiter = ',')]
