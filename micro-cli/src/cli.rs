@@ -135,6 +135,15 @@ pub(crate) enum Command {
     Api(ApiArgs),
     /// Serve the web dashboard: services, nodes, endpoints, a form to call them, live stats.
     Web(WebArgs),
+    /// Serve the services in the registry as tools for AI agents (Model Context Protocol).
+    ///
+    /// Each endpoint is a tool: the handler's doc comment describes it, its request's JSON
+    /// Schema is the input schema, and a micro error is a tool error. Over stdin/stdout by
+    /// default, for an agent that starts `micro mcp` itself; `--transport http` serves the
+    /// streamable HTTP transport at `POST /mcp`.
+    #[command(after_help = "Example, in an MCP client's configuration:\n  \
+        {\"command\": \"micro\", \"args\": [\"mcp\", \"--allow\", \"shippy.service.consignment\"]}")]
+    Mcp(McpArgs),
 }
 
 /// `--output`.
@@ -213,6 +222,39 @@ pub(crate) struct WebArgs {
     /// Longest a call from the dashboard may take, such as 2s (default: --client_request_timeout).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub(crate) timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {
+    /// stdio: JSON-RPC lines on stdin/stdout; http: the streamable HTTP transport.
+    #[arg(long, value_enum, default_value_t = McpTransport::Stdio)]
+    pub(crate) transport: McpTransport,
+    /// With `--transport http`: where to listen; port 0 picks a free one. The bound address
+    /// is printed on stdout.
+    #[arg(long, default_value = "127.0.0.1:8083", value_name = "HOST:PORT")]
+    pub(crate) address: String,
+    /// Only these are tools: SERVICE for its endpoints, SERVICE/ENDPOINT for one (repeatable
+    /// or comma-separated). Without it, every endpoint but subscribers, `Debug.*` and `micro.*`.
+    #[arg(long, value_name = "SERVICE[/ENDPOINT]", value_delimiter = ',')]
+    pub(crate) allow: Vec<String>,
+    /// Longest a call may take, such as 2s (default: --client_request_timeout).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// Metadata sent with every call, such as a token (repeatable).
+    #[arg(long, short, value_name = "KEY=VALUE", value_parser = key_value)]
+    pub(crate) metadata: Vec<(String, String)>,
+    /// Largest message accepted: bytes, or with a KiB/MiB suffix.
+    #[arg(long = "body_limit", default_value = "4MiB", value_name = "SIZE", value_parser = size)]
+    pub(crate) line_limit: usize,
+}
+
+/// How `micro mcp` talks to its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum McpTransport {
+    /// Newline-delimited JSON-RPC on stdin and stdout.
+    Stdio,
+    /// Streamable HTTP: `POST /mcp`.
+    Http,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {

@@ -10,6 +10,7 @@
 //! micro watch [SERVICE]                   registry changes as they happen
 //! micro api                               HTTP gateway: POST /{service}/{endpoint}
 //! micro web                               the dashboard
+//! micro mcp                               the services as tools for AI agents (MCP)
 //! ```
 //!
 //! Every command finds services the way services do: through the `MICRO_*` variables and the
@@ -24,6 +25,7 @@ mod cli;
 mod commands;
 mod env;
 mod http;
+mod mcp;
 mod output;
 mod probe;
 mod web;
@@ -120,5 +122,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Api(args) => api::run(env, args).await,
         Command::Web(args) => web::run(env, args).await,
+        Command::Mcp(args) => mcp::run(env, args).await,
     }
 }
