@@ -1,5 +1,6 @@
 //! The command line: what clap parses.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -144,6 +145,10 @@ pub(crate) enum Command {
     #[command(after_help = "Example, in an MCP client's configuration:\n  \
         {\"command\": \"micro\", \"args\": [\"mcp\", \"--allow\", \"shippy.service.consignment\"]}")]
     Mcp(McpArgs),
+    /// Write a new service crate: a service, a typed client call, a subscriber, a test and a
+    /// README; `cargo run` in it serves the service with no other setup.
+    #[command(after_help = "Example:\n  micro new greeter && cd greeter && cargo run")]
+    New(NewArgs),
 }
 
 /// `--output`.
@@ -246,6 +251,19 @@ pub(crate) struct McpArgs {
     /// Largest message accepted: bytes, or with a KiB/MiB suffix.
     #[arg(long = "body_limit", default_value = "4MiB", value_name = "SIZE", value_parser = size)]
     pub(crate) line_limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    /// The crate's name, also its service's name: lowercase letters, digits, - and _.
+    pub(crate) name: String,
+    /// Where to write it (default: ./NAME); must not exist.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Depend on the micro crate at this path instead of the released version. Without it,
+    /// a crate written inside a checkout of micro uses that checkout's.
+    #[arg(long = "micro_path", alias = "micro-path", value_name = "DIR")]
+    pub(crate) micro_path: Option<PathBuf>,
 }
 
 /// How `micro mcp` talks to its client.

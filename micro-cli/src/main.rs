@@ -11,6 +11,7 @@
 //! micro api                               HTTP gateway: POST /{service}/{endpoint}
 //! micro web                               the dashboard
 //! micro mcp                               the services as tools for AI agents (MCP)
+//! micro new NAME                          a new service crate
 //! ```
 //!
 //! Every command finds services the way services do: through the `MICRO_*` variables and the
@@ -26,6 +27,7 @@ mod commands;
 mod env;
 mod http;
 mod mcp;
+mod new;
 mod output;
 mod probe;
 mod web;
@@ -105,6 +107,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // Writing files needs no registry.
+    if let Command::New(args) = cli.command {
+        return new::run(args);
+    }
     let env = Env::new(&cli.global)?;
     match cli.command {
         Command::Services { output } => commands::services(&env, output.output).await,
@@ -123,5 +129,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Api(args) => api::run(env, args).await,
         Command::Web(args) => web::run(env, args).await,
         Command::Mcp(args) => mcp::run(env, args).await,
+        Command::New(_) => unreachable!("handled above"),
     }
 }
