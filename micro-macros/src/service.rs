@@ -275,7 +275,7 @@ pub(crate) fn endpoint_def(endpoint: &Endpoint<'_>) -> TokenStream {
             (&*subscribe.topic, subscribe.queue.as_deref().unwrap_or(""))
         });
     let idempotent = endpoint.idempotent;
-    let doc = doc_comment(&endpoint.attrs);
+    let doc = doc_comment(endpoint.attrs);
     let request_ty = endpoint
         .request
         .as_ref()
