@@ -388,7 +388,8 @@ fn usage_errors_exit_2_and_help_exits_0() {
     let help = world.run(&["--help"]);
     let text = help.ok();
     for command in [
-        "services", "describe", "call", "publish", "health", "stats", "watch", "api", "web",
+        "services", "describe", "call", "publish", "health", "stats", "watch", "api", "web", "mcp",
+        "new",
     ] {
         assert!(
             text.contains(&format!("  {command} ")),
