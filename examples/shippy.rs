@@ -30,20 +30,29 @@ const CREATED: &str = "consignment.created";
 /// What a consignment needs of a vessel.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Specification {
+    /// Containers to carry.
     pub capacity: i32,
+    /// Kilograms to carry.
     pub max_weight: i32,
 }
 
+/// A vessel of the fleet.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Vessel {
+    /// The vessel's id, recorded on the consignments it carries.
     pub id: String,
+    /// Its name.
     pub name: String,
+    /// Containers it carries at most.
     pub capacity: i32,
+    /// Kilograms it carries at most.
     pub max_weight: i32,
+    /// Whether it takes bookings.
     pub available: bool,
 }
 
 /// The fleet.
+#[derive(Debug)]
 pub struct Vessels {
     fleet: Vec<Vessel>,
 }
@@ -87,42 +96,59 @@ impl Vessels {
     }
 }
 
+/// A shipping container in a consignment.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Container {
+    /// The container's id.
     pub id: String,
+    /// Who owns what is inside.
     pub customer_id: String,
+    /// Where it comes from.
     pub origin: String,
+    /// Who booked it.
     pub user_id: String,
 }
 
+/// Goods to ship, in containers, on a vessel.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Consignment {
+    /// Given by the service when empty.
     #[serde(default)]
     pub id: String,
+    /// What is shipped.
     pub description: String,
+    /// In kilograms; must be positive.
     pub weight: i32,
+    /// The containers it fills.
     #[serde(default)]
     pub containers: Vec<Container>,
+    /// The vessel carrying it.
     #[serde(default)]
     pub vessel_id: String,
 }
 
+/// The reply of both endpoints, as in the tutorial's protobuf.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct Response {
+    /// Whether a consignment was created.
     pub created: bool,
+    /// The consignment created.
     pub consignment: Option<Consignment>,
+    /// Every consignment, for `get_consignments`.
     pub consignments: Vec<Consignment>,
 }
 
 /// Published on `consignment.created` for each new consignment.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct ConsignmentCreated {
+    /// The consignment's id.
     pub id: String,
+    /// Its weight in kilograms.
     pub weight: i32,
 }
 
 /// Stores consignments in memory; the actor owns the list, so no lock.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Shipping {
     repo: Vec<Consignment>,
 }
@@ -175,7 +201,7 @@ impl Shipping {
 }
 
 /// Counts consignments from their events, in its own mailbox: no lock.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Counter {
     created: u64,
     kilos: i64,

@@ -1,9 +1,11 @@
 //! `micro api`: the HTTP gateway.
 //!
 //! `POST /{service}/{endpoint}` with a JSON body calls the endpoint and answers with its JSON
-//! reply. Every failure answers with micro's error JSON and the error's code as the HTTP
+//! reply. `POST /event/{topic}` with a JSON body publishes it on the topic through the broker
+//! and answers 202 with `{}` once the broker took it (so no service named `event` is callable
+//! here). Every failure answers with micro's error JSON and the error's code as the HTTP
 //! status: a body that is not JSON is 400, a service outside `--allow` 403, an unknown
-//! service or endpoint 404, a body over `--body_limit` 413, a call past `--timeout` 408.
+//! service or endpoint 404 (a topic outside `--allow_topics` 403 too), a body over `--body_limit` 413, a call past `--timeout` 408.
 //! `GET /health` is 200 while the registry answers.
 
 use std::collections::HashSet;
@@ -24,7 +26,7 @@ use micro::{Client, Error};
 use crate::Failure;
 use crate::cli::ApiArgs;
 use crate::env::Env;
-use crate::http::{call_endpoint, error_response, json_response};
+use crate::http::{call_endpoint, error_response, json_response, parse_json};
 
 const ID: &str = "micro.api";
 
@@ -35,6 +37,8 @@ struct Gateway {
     timeout: Option<Duration>,
     /// `None`: every service.
     allow: Option<Arc<HashSet<String>>>,
+    /// `None`: every topic.
+    allow_topics: Option<Arc<HashSet<String>>>,
 }
 
 /// Serves the gateway until Ctrl-C or SIGTERM.
@@ -44,10 +48,15 @@ pub(crate) async fn run(env: Env, args: ApiArgs) -> Result<(), Failure> {
         client: env.client,
         registry: env.registry,
         timeout: args.timeout,
+        // A gateway limited to some services publishes only on topics it was given: limiting
+        // calls must not leave publishing open.
+        allow_topics: (!args.allow.is_empty() || !args.allow_topics.is_empty())
+            .then(|| Arc::new(args.allow_topics.into_iter().collect())),
         allow: (!args.allow.is_empty()).then(|| Arc::new(args.allow.into_iter().collect())),
     };
     let mut app = Router::new()
         .route("/health", get(health))
+        .route("/event/{topic}", post(event))
         .route("/{service}/{endpoint}", post(call))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -83,6 +92,42 @@ async fn call(
     call_endpoint(&gw.client, ID, &service, &endpoint, &body, gw.timeout).await
 }
 
+async fn event(
+    State(gw): State<Gateway>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Path(topic) = match path {
+        Ok(path) => path,
+        Err(e) => return error_response(&Error::bad_request(ID, e.body_text())),
+    };
+    if let Some(allow) = &gw.allow_topics {
+        if !allow.contains(&topic) {
+            return error_response(&Error::forbidden(
+                ID,
+                format_args!("topic {topic} is not exposed by this gateway"),
+            ));
+        }
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
+    };
+    let event = match parse_json(&body) {
+        Ok(event) => event,
+        Err(e) => {
+            return error_response(&Error::bad_request(
+                ID,
+                format_args!("the event is not valid JSON: {e}"),
+            ));
+        }
+    };
+    match gw.client.publish(&topic, &event).await {
+        Ok(()) => json_response(StatusCode::ACCEPTED, "{}".to_owned()),
+        Err(err) => error_response(&err),
+    }
+}
+
 async fn health(State(gw): State<Gateway>) -> Response {
     match gw.registry.list_services().await {
         Ok(_) => json_response(
@@ -97,7 +142,7 @@ async fn not_found(request: Request) -> Response {
     error_response(&Error::not_found(
         ID,
         format_args!(
-            "no route for {} {}: call endpoints with POST /{{service}}/{{endpoint}}",
+            "no route for {} {}: call endpoints with POST /{{service}}/{{endpoint}}, publish with POST /event/{{topic}}",
             request.method(),
             request.uri().path()
         ),

@@ -1,5 +1,6 @@
 //! The command line: what clap parses.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -127,13 +128,27 @@ pub(crate) enum Command {
         #[command(flatten)]
         output: OutputArg,
     },
-    /// Serve the HTTP gateway: `POST /{service}/{endpoint}` with a JSON body calls the endpoint.
+    /// Serve the HTTP gateway: `POST /{service}/{endpoint}` with a JSON body calls the endpoint;
+    /// `POST /event/{topic}` publishes the body on the topic.
     ///
     /// The reply is the endpoint's JSON reply; a failure answers with micro's error JSON and
     /// its code as the HTTP status. `GET /health` answers while the registry is reachable.
     Api(ApiArgs),
     /// Serve the web dashboard: services, nodes, endpoints, a form to call them, live stats.
     Web(WebArgs),
+    /// Serve the services in the registry as tools for AI agents (Model Context Protocol).
+    ///
+    /// Each endpoint is a tool: the handler's doc comment describes it, its request's JSON
+    /// Schema is the input schema, and a micro error is a tool error. Over stdin/stdout by
+    /// default, for an agent that starts `micro mcp` itself; `--transport http` serves the
+    /// streamable HTTP transport at `POST /mcp`.
+    #[command(after_help = "Example, in an MCP client's configuration:\n  \
+        {\"command\": \"micro\", \"args\": [\"mcp\", \"--allow\", \"shippy.service.consignment\"]}")]
+    Mcp(McpArgs),
+    /// Write a new service crate: a service, a typed client call, a subscriber, a test and a
+    /// README; `cargo run` in it serves the service with no other setup.
+    #[command(after_help = "Example:\n  micro new greeter && cd greeter && cargo run")]
+    New(NewArgs),
 }
 
 /// `--output`.
@@ -195,6 +210,10 @@ pub(crate) struct ApiArgs {
     /// Only these services are reachable; others get 403 (repeatable or comma-separated).
     #[arg(long, value_name = "SERVICE", value_delimiter = ',')]
     pub(crate) allow: Vec<String>,
+    /// Only these topics take events at `POST /event/{topic}`; others get 403 (repeatable or
+    /// comma-separated). With `--allow` and without this, no topic does.
+    #[arg(long = "allow_topics", value_name = "TOPIC", value_delimiter = ',')]
+    pub(crate) allow_topics: Vec<String>,
     /// Answer cross-origin requests from these origins, or `*` for any (repeatable or
     /// comma-separated). Without it, no CORS headers are sent.
     #[arg(long, value_name = "ORIGIN", value_delimiter = ',')]
@@ -210,6 +229,52 @@ pub(crate) struct WebArgs {
     /// Longest a call from the dashboard may take, such as 2s (default: --client_request_timeout).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub(crate) timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {
+    /// stdio: JSON-RPC lines on stdin/stdout; http: the streamable HTTP transport.
+    #[arg(long, value_enum, default_value_t = McpTransport::Stdio)]
+    pub(crate) transport: McpTransport,
+    /// With `--transport http`: where to listen; port 0 picks a free one. The bound address
+    /// is printed on stdout.
+    #[arg(long, default_value = "127.0.0.1:8083", value_name = "HOST:PORT")]
+    pub(crate) address: String,
+    /// Only these are tools: SERVICE for its endpoints, SERVICE/ENDPOINT for one (repeatable
+    /// or comma-separated). Without it, every endpoint but subscribers, `Debug.*` and `micro.*`.
+    #[arg(long, value_name = "SERVICE[/ENDPOINT]", value_delimiter = ',')]
+    pub(crate) allow: Vec<String>,
+    /// Longest a call may take, such as 2s (default: --client_request_timeout).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// Metadata sent with every call, such as a token (repeatable).
+    #[arg(long, short, value_name = "KEY=VALUE", value_parser = key_value)]
+    pub(crate) metadata: Vec<(String, String)>,
+    /// Largest message accepted: bytes, or with a KiB/MiB suffix.
+    #[arg(long = "body_limit", default_value = "4MiB", value_name = "SIZE", value_parser = size)]
+    pub(crate) line_limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    /// The crate's name, also its service's name: lowercase letters, digits, - and _.
+    pub(crate) name: String,
+    /// Where to write it (default: ./NAME); must not exist.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Depend on the micro crate at this path instead of the released version. Without it,
+    /// a crate written inside a checkout of micro uses that checkout's.
+    #[arg(long = "micro_path", alias = "micro-path", value_name = "DIR")]
+    pub(crate) micro_path: Option<PathBuf>,
+}
+
+/// How `micro mcp` talks to its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum McpTransport {
+    /// Newline-delimited JSON-RPC on stdin and stdout.
+    Stdio,
+    /// Streamable HTTP: `POST /mcp`.
+    Http,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {

@@ -58,12 +58,59 @@ fn describe_version(s: &Service) -> String {
             subscription(e),
         ]);
     }
+    let fields: Vec<String> = s.endpoints.iter().map(endpoint_fields).collect();
     format!(
-        "{}\n{}\n{}",
+        "{}\n{}\n{}\n{}",
         head.render(),
         nodes.render(),
-        endpoints.render()
+        endpoints.render(),
+        fields.join("\n")
     )
+}
+
+/// An endpoint's doc and the fields of its request and response, nested fields indented:
+///
+/// ```text
+/// Greeter.Hello
+///   Greets someone.
+///   request   HelloRequest
+///     name    string
+///   response  HelloReply
+///     message string
+/// ```
+fn endpoint_fields(e: &Endpoint) -> String {
+    let mut out = format!("{}\n", e.name);
+    if let Some(doc) = e.metadata.get("description") {
+        for line in doc.lines() {
+            out.push_str(&format!("  {line}\n").replace("  \n", "\n"));
+        }
+    }
+    let mut rows = Vec::new();
+    for (what, value) in [("request", &e.request), ("response", &e.response)] {
+        let Some(value) = value else { continue };
+        rows.push((format!("  {what}"), value.type_name.clone()));
+        field_rows(value, 2, &mut rows);
+    }
+    let width = rows
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (name, type_name) in rows {
+        out.push_str(&format!("{name:<width$}  {type_name}\n"));
+    }
+    out
+}
+
+/// Rows of `(indented field name, type)` for the fields of `value`, depth first.
+fn field_rows(value: &Value, depth: usize, rows: &mut Vec<(String, String)>) {
+    for field in &value.values {
+        rows.push((
+            format!("{}{}", "  ".repeat(depth), field.name),
+            field.type_name.clone(),
+        ));
+        field_rows(field, depth + 1, rows);
+    }
 }
 
 fn type_name(value: Option<&Value>) -> String {

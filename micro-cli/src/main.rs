@@ -10,6 +10,8 @@
 //! micro watch [SERVICE]                   registry changes as they happen
 //! micro api                               HTTP gateway: POST /{service}/{endpoint}
 //! micro web                               the dashboard
+//! micro mcp                               the services as tools for AI agents (MCP)
+//! micro new NAME                          a new service crate
 //! ```
 //!
 //! Every command finds services the way services do: through the `MICRO_*` variables and the
@@ -24,6 +26,8 @@ mod cli;
 mod commands;
 mod env;
 mod http;
+mod mcp;
+mod new;
 mod output;
 mod probe;
 mod web;
@@ -103,6 +107,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // Writing files needs no registry.
+    if let Command::New(args) = cli.command {
+        return new::run(args);
+    }
     let env = Env::new(&cli.global)?;
     match cli.command {
         Command::Services { output } => commands::services(&env, output.output).await,
@@ -120,5 +128,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Api(args) => api::run(env, args).await,
         Command::Web(args) => web::run(env, args).await,
+        Command::Mcp(args) => mcp::run(env, args).await,
+        Command::New(_) => unreachable!("handled above"),
     }
 }

@@ -263,3 +263,50 @@ fn the_gateway_listens_on_colon_port_and_refuses_a_malformed_address() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_post_to_event_publishes_to_the_subscribers_of_the_topic() {
+    let world = World::new();
+    let _demo = world.demo("demo");
+    let (_api, url) = world.serve(&["api", "--address", "127.0.0.1:0", "--body_limit", "1KiB"]);
+
+    let reply = post(&url, "/event/demo.events", r#"{"id":"e-1","weight":550}"#);
+    assert_eq!((reply.status, reply.json()), (202, serde_json::json!({})));
+    let events = post(&url, "/demo/Greeter.Events", "").json();
+    assert_eq!(events, serde_json::json!([r#"{"id":"e-1","weight":550}"#]));
+
+    // Bad events are turned away before the broker, and nothing reaches the subscriber.
+    post(&url, "/event/demo.events", "{").error(400);
+    let big = format!("\"{}\"", "x".repeat(2048));
+    post(&url, "/event/demo.events", &big).error(413);
+    let events = post(&url, "/demo/Greeter.Events", "").json();
+    assert_eq!(events.as_array().map(Vec::len), Some(1), "{events}");
+    // Nobody subscribed: nothing to deliver, nothing failed.
+    assert_eq!(post(&url, "/event/nobody.listens", "{}").status, 202);
+}
+
+#[test]
+fn events_are_published_only_on_allowed_topics_when_the_gateway_is_limited() {
+    let world = World::new();
+    let _demo = world.demo("demo");
+    let (_a, limited) = world.serve(&["api", "--address", "127.0.0.1:0", "--allow", "demo"]);
+    let err = post(&limited, "/event/demo.events", "1").error(403);
+    assert_eq!(
+        err.detail,
+        "topic demo.events is not exposed by this gateway"
+    );
+
+    let (_b, url) = world.serve(&[
+        "api",
+        "--address",
+        "127.0.0.1:0",
+        "--allow",
+        "demo",
+        "--allow_topics",
+        "demo.events",
+    ]);
+    assert_eq!(post(&url, "/event/demo.events", "2").status, 202);
+    post(&url, "/event/other.topic", "3").error(403);
+    let events = post(&url, "/demo/Greeter.Events", "").json();
+    assert_eq!(events, serde_json::json!(["2"]));
+}

@@ -87,7 +87,7 @@ fn describe_shows_versions_nodes_and_endpoint_types() {
     );
     for row in [
         vec!["Greeter.Hello", "HelloRequest", "HelloReply", "-"],
-        vec!["Greeter.Fail", "u16", "()", "-"],
+        vec!["Greeter.Fail", "uint16", "()", "-"],
         vec!["Greeter.OnEvent", "serde_json::Value", "()", "demo.events"],
         vec!["Debug.Health", "()", "Health", "-"],
     ] {
@@ -388,7 +388,8 @@ fn usage_errors_exit_2_and_help_exits_0() {
     let help = world.run(&["--help"]);
     let text = help.ok();
     for command in [
-        "services", "describe", "call", "publish", "health", "stats", "watch", "api", "web",
+        "services", "describe", "call", "publish", "health", "stats", "watch", "api", "web", "mcp",
+        "new",
     ] {
         assert!(
             text.contains(&format!("  {command} ")),

@@ -49,6 +49,40 @@ fn the_dashboard_lists_a_running_service_and_its_call_form_returns_the_real_repl
     let node_address = world.addresses("demo").remove(0);
     assert!(browser.text("table.nodes").contains(&node_address));
 
+    // A request that does not fit the registered type is stopped in the page, field named,
+    // and never sent (the live stats below count only the two calls that were).
+    browser.click("[data-try='Greeter.Fail']");
+    browser.type_into("#request", "70000");
+    browser.click("#call-button");
+    browser.wait_until(
+        "the form's own error",
+        "!document.getElementById('request-errors').hidden",
+    );
+    assert_eq!(
+        browser.text("#request-errors"),
+        "request: must be at most 65535"
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('reply').hidden"),
+        true
+    );
+    assert_eq!(
+        browser.eval("document.querySelector('#fields [data-field]').value"),
+        "70000",
+        "the JSON fills the field"
+    );
+    browser.click("[data-try='Greeter.Hello']");
+    browser.type_into("#request", "{}");
+    browser.click("#call-button");
+    browser.wait_until(
+        "the missing field's error",
+        "document.getElementById('request-errors').textContent === 'name: is required'",
+    );
+    assert_eq!(
+        browser.eval("document.querySelector('#fields [data-field=name]').className"),
+        "invalid"
+    );
+
     // A failing call shows the service's error and its status.
     browser.click("[data-try='Greeter.Fail']");
     browser.type_into("#request", "409");
@@ -63,9 +97,24 @@ fn the_dashboard_lists_a_running_service_and_its_call_form_returns_the_real_repl
             .contains("failing with 409 as asked")
     );
 
-    // Then a call that works: the reply is the service's own, from the other process.
+    // Then a call that works, made with the form's field for `name`, with the handler's doc
+    // above it: the reply is the service's own, from the other process.
     browser.click("[data-try='Greeter.Hello']");
-    browser.type_into("#request", r#"{"name": "Chromium"}"#);
+    assert_eq!(
+        browser.text("#endpoint-doc"),
+        "Greets someone; an empty name is a 400."
+    );
+    assert!(
+        browser.text("#fields").contains("name *"),
+        "{}",
+        browser.text("#fields")
+    );
+    browser.type_into("#fields [data-field=name]", "Chromium");
+    assert_eq!(
+        browser.eval("JSON.parse(document.getElementById('request').value).name"),
+        "Chromium",
+        "the field fills the JSON"
+    );
     browser.click("#call-button");
     browser.wait_until(
         "the reply",

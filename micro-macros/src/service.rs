@@ -275,6 +275,12 @@ pub(crate) fn endpoint_def(endpoint: &Endpoint<'_>) -> TokenStream {
             (&*subscribe.topic, subscribe.queue.as_deref().unwrap_or(""))
         });
     let idempotent = endpoint.idempotent;
+    let doc = doc_comment(endpoint.attrs);
+    let request_ty = endpoint
+        .request
+        .as_ref()
+        .map_or_else(|| quote!(()), |request| request.ty.to_token_stream());
+    let response_ty = endpoint.response;
     quote! {
         ::micro::__private::EndpointDef {
             name: #name,
@@ -284,8 +290,40 @@ pub(crate) fn endpoint_def(endpoint: &Endpoint<'_>) -> TokenStream {
             topic: #topic,
             queue: #queue,
             idempotent: #idempotent,
+            doc: #doc,
+            // A function, not a value: tracing the types costs nothing until registration.
+            describe: || ::micro::__private::Description::of::<#request_ty, #response_ty>(
+                #request,
+                #response,
+            ),
         }
     }
+}
+
+/// The `///` lines of a handler, as one trimmed string.
+fn doc_comment(attrs: &[syn::Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("doc"))
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(syn::MetaNameValue {
+                value:
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(text),
+                        ..
+                    }),
+                ..
+            }) => Some(text.value()),
+            _ => None,
+        })
+        .map(|line| {
+            line.strip_prefix(' ')
+                .unwrap_or(&line)
+                .trim_end()
+                .to_owned()
+        })
+        .collect();
+    lines.join("\n").trim().to_owned()
 }
 
 /// The assertions an endpoint's types need beyond the client's: its error

@@ -357,3 +357,31 @@ async fn a_free_subscriber_keeps_its_body_callable() {
     // A context comes from the runtime only; the function is there all the same.
     let _ = log_deleted::call;
 }
+
+#[test]
+fn endpoints_describe_their_fields_and_keep_their_doc_comments() {
+    let say_hello = &Greeter::DEF.endpoints[0];
+    assert_eq!(say_hello.doc, "Greets the caller.");
+    let types = (say_hello.describe)();
+    assert_eq!(types.request.type_name, "HelloRequest");
+    let fields: Vec<_> = types
+        .request
+        .values
+        .iter()
+        .map(|v| (v.name.as_str(), v.type_name.as_str()))
+        .collect();
+    assert_eq!(fields, [("name", "string")]);
+    assert_eq!(types.response.type_name, "string");
+
+    let get_v2_data = &Greeter::DEF.endpoints[2];
+    assert_eq!(get_v2_data.doc, "");
+    assert_eq!((get_v2_data.describe)().response.type_name, "[]uint8");
+    let add = (Greeter::DEF.endpoints[3].describe)();
+    assert_eq!(add.request.type_name, "[2]int64");
+
+    let on_created = (Audit::DEF.endpoints[0].describe)();
+    assert_eq!(on_created.request.type_name, "Created");
+    assert_eq!(on_created.response.type_name, "()");
+    let free = (count_created::DEF.endpoints[0].describe)();
+    assert_eq!(free.request.type_name, "Created");
+}

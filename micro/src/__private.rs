@@ -2,6 +2,7 @@
 
 pub use crate::handler::{BoxFuture, EndpointDef, Handler, HandlerDef};
 pub use crate::payload::Payload;
+pub use crate::registry::Description;
 
 use crate::{Error, Message};
 

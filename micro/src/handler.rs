@@ -109,4 +109,10 @@ pub struct EndpointDef {
     /// its calls [`idempotent`](crate::Call::idempotent), and the registry lists the
     /// endpoint with the metadata `idempotent = "true"`.
     pub idempotent: bool,
+    /// The handler's doc comment, trimmed; empty when it has none. The registry lists it as
+    /// the endpoint's `description` metadata.
+    pub doc: &'static str,
+    /// Describes the request and response types, with their fields; called once per
+    /// registration, so that a service pays for tracing its types only when it starts.
+    pub describe: fn() -> crate::registry::Description,
 }

@@ -716,10 +716,14 @@ impl Service {
                 if route.def.idempotent {
                     metadata.insert("idempotent".to_owned(), "true".to_owned());
                 }
+                if !route.def.doc.is_empty() {
+                    metadata.insert("description".to_owned(), route.def.doc.to_owned());
+                }
+                let types = (route.def.describe)();
                 endpoints.push(registry::Endpoint {
                     name: route.def.name.to_owned(),
-                    request: Some(registry::Value::named(route.def.request)),
-                    response: Some(registry::Value::named(route.def.response)),
+                    request: Some(types.request),
+                    response: Some(types.response),
                     metadata,
                 });
                 if let Some(first) = routes.insert(route.def.name, route) {

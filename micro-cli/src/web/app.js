@@ -17,16 +17,194 @@ function uptime(secs) {
 }
 
 // ---- The call form -------------------------------------------------------------------------
+//
+// Each endpoint option carries its request's JSON Schema, derived from the fields the service
+// registered. The form shows one input per field, keeps the JSON below in step with them (and
+// them with it), and checks the request against the schema before sending it.
 
-// A starting request for a type name: nothing for `()`, a literal for primitives, `{}` else.
-function template(type) {
-  if (type === "()" || type === "-") return "";
-  if (/^[iu](8|16|32|64|128|size)$|^f(32|64)$/.test(type)) return "0";
-  if (type === "bool") return "false";
-  if (type === "String" || type === "&str") return '""';
-  if (/^Vec</.test(type)) return "[]";
-  if (/^\(.*\)$/.test(type)) return "[]";
-  return "{}";
+// `[X, null]`: the field is optional; its inner schema is X.
+function unwrapOptional(schema) {
+  const any = schema && schema.anyOf;
+  if (any && any.length === 2 && any[1].type === "null") return { schema: any[0], optional: true };
+  return { schema: schema || {}, optional: false };
+}
+
+// Variants that are only names (a Rust enum of unit variants): a drop-down.
+function choices(schema) {
+  const variants = schema.oneOf;
+  if (!variants || !variants.every((v) => "const" in v)) return null;
+  return variants.map((v) => v.const);
+}
+
+function isPrimitive(schema) {
+  return ["string", "integer", "number", "boolean"].includes(schema.type) || choices(schema) !== null;
+}
+
+// A starting value for a schema: what a person edits from.
+function sample(schema) {
+  const { schema: s, optional } = unwrapOptional(schema);
+  if (optional) return null;
+  if ("const" in s) return s.const;
+  if (s.oneOf && s.oneOf.length) return sample(s.oneOf[0]);
+  switch (s.type) {
+    case "null": return null;
+    case "string": return "";
+    case "integer": case "number": return s.minimum > 0 ? s.minimum : 0;
+    case "boolean": return false;
+    case "array": return (s.prefixItems || []).map(sample).concat(
+      Array.from({ length: Math.max(0, (s.minItems || 0) - (s.prefixItems || []).length) }, () => sample(s.items)));
+    case "object": {
+      const out = {};
+      for (const name of s.required || []) out[name] = sample(s.properties[name]);
+      return out;
+    }
+    default: return {};
+  }
+}
+
+function kind(v) {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  return typeof v;
+}
+
+// What is wrong with `value` against `schema`, as `path: problem` lines.
+function validate(schema, value, path, out) {
+  const where = path || "request";
+  if (!schema || typeof schema !== "object") return out;
+  if (schema.anyOf) {
+    if (!schema.anyOf.some((s) => validate(s, value, path, []).length === 0)) {
+      const { schema: inner, optional } = unwrapOptional(schema);
+      if (optional) validate(inner, value, path, out);
+      else out.push(`${where}: matches none of the allowed shapes`);
+    }
+    return out;
+  }
+  if (schema.oneOf) {
+    const matching = schema.oneOf.filter((s) => validate(s, value, path, []).length === 0);
+    if (matching.length !== 1) {
+      const names = choices(schema);
+      out.push(names ? `${where}: must be one of ${names.join(", ")}` : `${where}: matches no variant of ${schema.title || "the enum"}`);
+    }
+    return out;
+  }
+  if ("const" in schema && value !== schema.const) {
+    out.push(`${where}: must be ${JSON.stringify(schema.const)}`);
+    return out;
+  }
+  const t = schema.type;
+  const k = kind(value);
+  const typeOk = !t || t === k || (t === "integer" && Number.isInteger(value)) || (t === "number" && k === "number");
+  if (!typeOk) {
+    const article = { integer: "an integer", object: "an object", array: "a list", null: "null", boolean: "true or false" }[t] || `a ${t}`;
+    out.push(`${where}: must be ${article}`);
+    return out;
+  }
+  if (typeof value === "number") {
+    if (schema.minimum !== undefined && value < schema.minimum) out.push(`${where}: must be at least ${schema.minimum}`);
+    if (schema.maximum !== undefined && value > schema.maximum) out.push(`${where}: must be at most ${schema.maximum}`);
+  }
+  if (typeof value === "string") {
+    const n = [...value].length;
+    if (schema.minLength !== undefined && n < schema.minLength) out.push(`${where}: must have at least ${schema.minLength} character(s)`);
+    if (schema.maxLength !== undefined && n > schema.maxLength) out.push(`${where}: must have at most ${schema.maxLength} character(s)`);
+  }
+  if (k === "array") {
+    if (schema.minItems !== undefined && value.length < schema.minItems) out.push(`${where}: needs at least ${schema.minItems} item(s)`);
+    if (schema.maxItems !== undefined && value.length > schema.maxItems) out.push(`${where}: takes at most ${schema.maxItems} item(s)`);
+    value.forEach((item, i) => {
+      const s = schema.prefixItems ? schema.prefixItems[i] : schema.items;
+      validate(s, item, `${where}[${i}]`, out);
+    });
+  }
+  if (k === "object") {
+    for (const name of schema.required || []) {
+      if (!(name in value)) out.push(`${path ? path + "." : ""}${name}: is required`);
+    }
+    for (const [name, v] of Object.entries(value)) {
+      const s = schema.properties ? schema.properties[name] : schema.additionalProperties;
+      if (s === false) out.push(`${path ? path + "." : ""}${name}: is not a field`);
+      else if (s) validate(s, v, `${path ? path + "." : ""}${name}`, out);
+    }
+  }
+  return out;
+}
+
+// A short type for a label: `string`, `integer ≤ 65535`, `list`, `one of a, b`…
+function describe(schema) {
+  const { schema: s, optional } = unwrapOptional(schema);
+  const names = choices(s);
+  let text = names ? `one of ${names.join(", ")}` : s.title || s.type || "JSON";
+  if (s.type === "array") text = "list (JSON)";
+  else if (s.type === "object" || (!names && s.oneOf)) text = `${s.title || "object"} (JSON)`;
+  return optional ? `${text}, optional` : text;
+}
+
+// One input per field of an object request, or one for a primitive request.
+function buildFields(container, schema, onInput) {
+  container.replaceChildren();
+  const fields = [];
+  const add = (name, fieldSchema, required) => {
+    const { schema: s, optional } = unwrapOptional(fieldSchema);
+    const row = document.createElement("div");
+    row.className = "field";
+    const label = document.createElement("label");
+    const id = `field-${fields.length}`;
+    label.htmlFor = id;
+    label.textContent = name || "value";
+    if (required) label.append(Object.assign(document.createElement("span"), { className: "req", textContent: " *" }));
+    label.append(Object.assign(document.createElement("span"), { className: "hint", textContent: ` ${describe(fieldSchema)}` }));
+    let control;
+    const names = choices(s);
+    if (names) {
+      control = document.createElement("select");
+      for (const n of (optional ? [""] : []).concat(names)) control.append(new Option(n || "(none)", n));
+    } else if (s.type === "boolean") {
+      control = document.createElement("select");
+      for (const n of (optional ? [""] : []).concat(["false", "true"])) control.append(new Option(n || "(none)", n));
+    } else if (isPrimitive(s)) {
+      control = document.createElement("input");
+      control.type = s.type === "string" ? "text" : "number";
+      if (s.type === "integer") control.step = "1";
+      if (s.type === "number") control.step = "any";
+    } else {
+      control = document.createElement("textarea");
+      control.rows = 2;
+      control.spellcheck = false;
+    }
+    control.id = id;
+    control.dataset.field = name;
+    control.addEventListener("input", onInput);
+    control.addEventListener("change", onInput);
+    row.append(label, control);
+    container.append(row);
+    fields.push({ name, schema: s, optional, control });
+  };
+  if (schema.type === "object" && schema.properties) {
+    for (const [name, s] of Object.entries(schema.properties)) add(name, s, (schema.required || []).includes(name));
+  } else if (isPrimitive(unwrapOptional(schema).schema)) {
+    add("", schema, true);
+  }
+  return fields;
+}
+
+// The value a field's control holds: `undefined` when empty (so an optional field is left
+// out), the text itself when it does not parse (so validation names the field).
+function readField(f) {
+  const raw = f.control.value;
+  if (raw === "") return f.schema.type === "string" && !f.optional ? "" : undefined;
+  if (f.control.tagName === "TEXTAREA") {
+    try { return JSON.parse(raw); } catch (_) { return raw; }
+  }
+  if (f.schema.type === "integer" || f.schema.type === "number") return raw.trim() === "" || isNaN(Number(raw)) ? raw : Number(raw);
+  if (f.schema.type === "boolean") return raw === "true";
+  return raw;
+}
+
+function writeField(f, value) {
+  if (value === undefined || value === null) f.control.value = "";
+  else if (f.control.tagName === "TEXTAREA") f.control.value = JSON.stringify(value);
+  else f.control.value = String(value);
 }
 
 function setupCallForm() {
@@ -36,6 +214,9 @@ function setupCallForm() {
   const select = document.getElementById("endpoint");
   const request = document.getElementById("request");
   const type = document.getElementById("request-type");
+  const doc = document.getElementById("endpoint-doc");
+  const fieldBox = document.getElementById("fields");
+  const errors = document.getElementById("request-errors");
   const button = document.getElementById("call-button");
   const reply = document.getElementById("reply");
   const status = document.getElementById("reply-status");
@@ -44,18 +225,65 @@ function setupCallForm() {
   const edited = new Map(); // what was typed per endpoint, kept across switches
 
   let current = select.value;
+  let schema = {};
+  let fields = [];
+
+  function showErrors(list) {
+    errors.replaceChildren(...list.map((e) => Object.assign(document.createElement("li"), { textContent: e })));
+    errors.hidden = list.length === 0;
+    for (const f of fields) {
+      const mine = list.some((e) => (f.name ? e.startsWith(f.name + ":") || e.startsWith(f.name + ".") || e.startsWith(f.name + "[") : e.startsWith("request")));
+      f.control.classList.toggle("invalid", mine);
+    }
+  }
+
+  // Fields -> JSON.
+  function fromFields() {
+    let value;
+    if (fields.length === 1 && fields[0].name === "") {
+      value = readField(fields[0]);
+    } else {
+      value = {};
+      for (const f of fields) {
+        const v = readField(f);
+        if (v !== undefined) value[f.name] = v;
+      }
+    }
+    request.value = value === undefined ? "" : JSON.stringify(value, null, 2);
+    showErrors([]);
+  }
+
+  // JSON -> fields, when it parses.
+  function toFields() {
+    let value;
+    try { value = request.value.trim() === "" ? null : JSON.parse(request.value); } catch (_) { return; }
+    if (fields.length === 1 && fields[0].name === "") writeField(fields[0], value);
+    else if (value && typeof value === "object" && !Array.isArray(value)) for (const f of fields) writeField(f, value[f.name]);
+    showErrors([]);
+  }
+
   function chosen() {
     const option = select.selectedOptions[0];
     const rq = option ? option.dataset.request : "";
+    try { schema = option ? JSON.parse(option.dataset.schema || "{}") : {}; } catch (_) { schema = {}; }
     type.textContent = rq ? `${rq} → ${option.dataset.response}` : "";
-    request.placeholder = rq === "()" ? "no request: leave empty" : `JSON for ${rq}`;
-    request.value = edited.has(select.value) ? edited.get(select.value) : template(rq);
+    doc.textContent = option ? option.dataset.doc || "" : "";
+    request.placeholder = schema.type === "null" ? "no request: leave empty" : `JSON for ${rq}`;
+    fields = buildFields(fieldBox, schema, fromFields);
+    if (edited.has(select.value)) {
+      request.value = edited.get(select.value);
+    } else {
+      const start = sample(schema);
+      request.value = start === null ? "" : JSON.stringify(start, null, 2);
+    }
+    toFields();
     current = select.value;
   }
   select.addEventListener("change", () => {
     edited.set(current, request.value);
     chosen();
   });
+  request.addEventListener("input", toFields);
   chosen();
 
   document.querySelectorAll("[data-try]").forEach((b) =>
@@ -63,11 +291,11 @@ function setupCallForm() {
       edited.set(current, request.value);
       select.value = b.dataset.try;
       chosen();
-      request.focus();
+      (fields[0] ? fields[0].control : request).focus();
     }),
   );
 
-  request.addEventListener("keydown", (ev) => {
+  form.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
       ev.preventDefault();
       form.requestSubmit();
@@ -77,6 +305,19 @@ function setupCallForm() {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     if (!select.value) return;
+    let value;
+    try {
+      value = request.value.trim() === "" ? null : JSON.parse(request.value);
+    } catch (err) {
+      showErrors([`the request is not valid JSON: ${err.message}`]);
+      return;
+    }
+    const problems = validate(schema, value, "", []);
+    if (problems.length) {
+      showErrors(problems);
+      return;
+    }
+    showErrors([]);
     button.disabled = true;
     button.textContent = "Calling…";
     const started = performance.now();

@@ -174,12 +174,20 @@ pub(super) fn service(registry: &str, name: &str, versions: &[Service]) -> Strin
         let action = match e.metadata.get("topic") {
             Some(topic) => format!(r#"<span class="chip topic">topic {}</span>"#, escape(topic)),
             None => {
+                // The request's JSON Schema: the script builds the form's fields from it and
+                // checks a request against it before sending.
+                let schema = e.request.as_ref().map_or_else(
+                    || serde_json::json!({}),
+                    micro::registry::Value::json_schema,
+                );
                 let _ = write!(
                     options,
-                    r#"<option value="{n}" data-request="{rq}" data-response="{rs}">{n}</option>"#,
+                    r#"<option value="{n}" data-request="{rq}" data-response="{rs}" data-schema="{schema}" data-doc="{doc}">{n}</option>"#,
                     n = escape(&e.name),
                     rq = escape(request),
                     rs = escape(response),
+                    schema = escape(&schema.to_string()),
+                    doc = escape(e.metadata.get("description").map_or("", String::as_str)),
                 );
                 format!(
                     r#"<button type="button" class="link" data-try="{}">Try</button>"#,
@@ -241,8 +249,11 @@ pub(super) fn service(registry: &str, name: &str, versions: &[Service]) -> Strin
     <form id="call-form" data-service="{name}" autocomplete="off">
       <label for="endpoint">Endpoint</label>
       <select id="endpoint" name="endpoint">{options}</select>
-      <label for="request">Request <span class="hint" id="request-type"></span></label>
+      <p id="endpoint-doc" class="muted small"></p>
+      <div id="fields" class="fields"></div>
+      <label for="request">Request JSON <span class="hint" id="request-type"></span></label>
       <textarea id="request" name="request" rows="6" spellcheck="false"></textarea>
+      <ul id="request-errors" class="errors" hidden></ul>
       <div class="actions"><button type="submit" id="call-button" class="primary">Call</button><span class="muted small">Ctrl+Enter</span></div>
     </form>
     <div id="reply" class="reply" hidden>

@@ -21,6 +21,9 @@ use micro::registry::{LocalRegistry, Registry};
 /// The `micro` binary under test.
 pub(crate) const MICRO: &str = env!("CARGO_BIN_EXE_micro");
 
+/// The service name of `examples/shippy.rs server`.
+pub(crate) const SHIPPY: &str = "shippy.service.consignment";
+
 /// How long any one step may take before a test gives up (the machine may be busy).
 pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -151,6 +154,26 @@ impl World {
         };
         self.wait_for_nodes(name, before + 1);
         proc
+    }
+
+    /// Starts the shippy vessel and consignment services (`examples/shippy.rs vessel` and
+    /// `server`) and waits until both have registered.
+    pub(crate) fn shippy(&self) -> (Proc, Proc) {
+        let start = |what: &str, name: &str| {
+            let before = self.nodes(name);
+            let mut cmd = self.command(example("cli-shippy"));
+            cmd.arg(what)
+                .env("MICRO_SERVER_DRAIN", "0s")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            let proc = Proc {
+                child: cmd.spawn().expect("start a shippy service"),
+            };
+            self.wait_for_nodes(name, before + 1);
+            proc
+        };
+        let vessel = start("vessel", "shippy.service.vessel");
+        (vessel, start("server", SHIPPY))
     }
 
     /// Nodes of `name` registered now.

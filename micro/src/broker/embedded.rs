@@ -369,6 +369,8 @@ impl Handler for Inbox {
             queue: "",
             // A repeat would run the subscribers twice.
             idempotent: false,
+            doc: "",
+            describe: || crate::registry::Description::of::<Delivery, ()>("Delivery", "()"),
         }],
     };
 

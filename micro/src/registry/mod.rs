@@ -40,6 +40,7 @@ mod memory;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 mod nats;
+mod value;
 
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
@@ -52,6 +53,7 @@ pub use memory::MemoryRegistry;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use nats::{BUCKET as NATS_BUCKET, NatsRegistry};
+pub use value::Description;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -130,7 +132,9 @@ pub struct Endpoint {
     pub metadata: HashMap<String, String>,
 }
 
-/// A type description, as go-micro's `registry.Value`.
+/// A type description, as go-micro's `registry.Value`: a name, a type and, for a struct,
+/// one value per field. [`Value::of`] describes a serde type; [`Value::json_schema`] turns a
+/// description into a JSON Schema. See [`Description`] for what each Rust type becomes.
 ///
 /// ```
 /// let v = micro::registry::Value::named("HelloRequest");

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::actor::Mounted;
 use crate::handler::{BoxFuture, EndpointDef, Handler, HandlerDef};
+use crate::registry::Description;
 use crate::server::HandlerStats;
 use crate::{Context, Error, Payload};
 
@@ -123,6 +124,8 @@ const ENDPOINTS: &[EndpointDef] = &[
         topic: "",
         queue: "",
         idempotent: true,
+        doc: "Whether the node is serving: status, uptime and version.",
+        describe: || Description::of::<(), Health>("()", "Health"),
     },
     EndpointDef {
         name: "Debug.Stats",
@@ -132,6 +135,8 @@ const ENDPOINTS: &[EndpointDef] = &[
         topic: "",
         queue: "",
         idempotent: true,
+        doc: "Counters per handler: calls, errors, panics, queue depth.",
+        describe: || Description::of::<(), Stats>("()", "Stats"),
     },
 ];
 
