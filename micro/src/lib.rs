@@ -93,11 +93,11 @@ pub mod __private;
 pub use client::{Call, Client, ClientBuilder, Publish};
 pub use context::{Context, Metadata, TRACE_ID};
 pub use error::{Error, Result};
-pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message};
+pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message, Reads, Turn};
 pub use payload::Payload;
 pub use server::{HandlerStats, Health, Stats};
 pub use service::{
-    DEFAULT_DRAIN, DEFAULT_MAILBOX, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
+    DEFAULT_DRAIN, DEFAULT_MAILBOX, DEFAULT_READS, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
     DEFAULT_SHUTDOWN_TIMEOUT, RunningService, Service,
 };
 

@@ -16,7 +16,9 @@ use crate::config::Options;
 use crate::handler::Handler;
 use crate::middleware::{Chain, Middleware};
 use crate::registry::{self, Registry};
-use crate::server::{self, Debug, HandlerStats, Mounted, Probe, Router, Shutdown, Started, local};
+use crate::server::{
+    self, Debug, HandlerStats, Mounted, Plan, Probe, Router, Shutdown, Started, local,
+};
 use crate::transport::{Tcp, Transport};
 use crate::wire::DEFAULT_MAX_FRAME;
 use crate::{BoxFuture, Error};
@@ -24,6 +26,15 @@ use crate::{BoxFuture, Error};
 /// Requests a handled type's mailbox holds before callers get `overloaded`, unless the type
 /// or the builder says otherwise.
 pub const DEFAULT_MAILBOX: usize = 1024;
+
+/// Read turns (`&self` handlers) one actor runs at once, unless the type or the builder
+/// says otherwise.
+///
+/// 64 hides a 10 ms wait at 6,400 calls/s per actor, about what a database connection pool
+/// serves, while bounding what one actor holds at once (each read keeps its request and its
+/// future until it finishes) and how many reads a write turn waits for. See the
+/// [actors guide](crate::docs::actors).
+pub const DEFAULT_READS: usize = 64;
 
 /// How long a registration lives unless renewed (`MICRO_REGISTER_TTL`).
 pub const DEFAULT_REGISTER_TTL: Duration = Duration::from_secs(30);
@@ -41,7 +52,14 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Registration attempts at start-up before giving up.
 const REGISTER_ATTEMPTS: u32 = 5;
 
-type Mount = Box<dyn FnOnce(usize, Chain) -> Started + Send>;
+type Mount = Box<dyn FnOnce(Limits, Chain) -> Started + Send>;
+
+/// The builder's defaults for handled types that do not set their own.
+#[derive(Clone, Copy)]
+struct Limits {
+    mailbox: usize,
+    reads: usize,
+}
 type Hook = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), Error>> + Send>;
 
 /// A service: a name, the values whose handlers it serves, and where it listens.
@@ -89,6 +107,7 @@ pub struct Service {
     drain: Duration,
     shutdown_timeout: Duration,
     mailbox: Option<usize>,
+    reads: Option<usize>,
     max_frame: usize,
     middleware: Chain,
     options: Option<Options>,
@@ -163,6 +182,7 @@ impl Service {
             drain: DEFAULT_DRAIN,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             mailbox: None,
+            reads: None,
             max_frame: DEFAULT_MAX_FRAME,
             middleware: Chain::default(),
             options: None,
@@ -258,6 +278,21 @@ impl Service {
         self
     }
 
+    /// Read turns one actor runs at once, for handled types that do not set `reads = N`
+    /// themselves (default [`DEFAULT_READS`]; at least 1).
+    ///
+    /// `&self` handlers of one actor run together up to this limit; more wait in the
+    /// mailbox. `reads(1)` runs one request at a time, as a plain mailbox actor does.
+    ///
+    /// ```
+    /// let service = micro::Service::new("catalog").reads(256);
+    /// # drop(service);
+    /// ```
+    pub fn reads(mut self, limit: usize) -> Self {
+        self.reads = Some(limit);
+        self
+    }
+
     /// The largest frame accepted or sent (default 4 MiB). A connection that sends a larger
     /// one is closed.
     pub fn max_frame(mut self, bytes: usize) -> Self {
@@ -331,8 +366,52 @@ impl Service {
         let workers = H::DEF.workers;
         self.mounts.push((
             H::DEF.type_name,
-            Box::new(move |mailbox, chain| {
-                server::mount(value, workers, None, mailbox_for::<H>(mailbox), chain)
+            Box::new(move |limits, chain| {
+                server::mount(value, plan::<H>(workers, limits), chain)
+            }),
+        ));
+        self
+    }
+
+    /// Serves the handlers of a value that `factory` makes, and makes again whenever a
+    /// `&mut self` handler panics, as the state it left may be half-updated. Each worker
+    /// (`workers = N` on the attribute) gets its own value from `factory`, so the type need
+    /// not be `Clone` for that.
+    ///
+    /// The rebuilds are counted in [`HandlerStats::restarts`]. For a type whose
+    /// `Default` will do, `on_panic = "rebuild"` on the attribute is the same with `handle`.
+    ///
+    /// ```
+    /// # use micro::prelude::*;
+    /// struct Ledger { entries: Vec<u64>, limit: usize }
+    ///
+    /// #[micro::service(name = "ledger")]
+    /// impl Ledger {
+    ///     pub async fn add(&mut self, n: u64) -> micro::Result<usize> {
+    ///         self.entries.push(n);
+    ///         assert!(self.entries.len() <= self.limit, "ledger full");
+    ///         Ok(self.entries.len())
+    ///     }
+    /// }
+    ///
+    /// let limit = 100;
+    /// let service = micro::Service::new("ledger")
+    ///     .handle_factory(move || Ledger { entries: Vec::new(), limit });
+    /// # drop(service);
+    /// ```
+    pub fn handle_factory<H, F>(mut self, factory: F) -> Self
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        let factory: server::Factory<H> = Arc::new(factory);
+        self.mounts.push((
+            H::DEF.type_name,
+            Box::new(move |limits, chain| {
+                let value = factory();
+                let mut plan = plan::<H>(H::DEF.workers, limits);
+                plan.factory = Some(factory);
+                server::mount(value, plan, chain)
             }),
         ));
         self
@@ -357,14 +436,10 @@ impl Service {
     pub fn handle_workers<H: Handler + Clone>(mut self, value: H, workers: usize) -> Self {
         self.mounts.push((
             H::DEF.type_name,
-            Box::new(move |mailbox, chain| {
-                server::mount(
-                    value,
-                    workers,
-                    Some(H::clone),
-                    mailbox_for::<H>(mailbox),
-                    chain,
-                )
+            Box::new(move |limits, chain| {
+                let mut plan = plan::<H>(workers, limits);
+                plan.replicate = Some(H::clone);
+                server::mount(value, plan, chain)
             }),
         ));
         self
@@ -481,7 +556,10 @@ impl Service {
         };
         let node_id = format!("{}-{:016x}", self.name, fastrand::u64(..));
 
-        let default_mailbox = self.mailbox.unwrap_or(DEFAULT_MAILBOX);
+        let limits = Limits {
+            mailbox: self.mailbox.unwrap_or(DEFAULT_MAILBOX),
+            reads: self.reads.unwrap_or(DEFAULT_READS),
+        };
         let mut mounted = Vec::new();
         let mut actors = Vec::new();
         let mut routes = HashMap::new();
@@ -519,7 +597,7 @@ impl Service {
             Ok(started.mounted)
         };
         for (_, mount) in self.mounts {
-            mounted.push(add_routes(mount(default_mailbox, self.middleware.clone()))?);
+            mounted.push(add_routes(mount(limits, self.middleware.clone()))?);
         }
         let probe = Arc::new(Probe {
             service: self.name.clone(),
@@ -530,9 +608,7 @@ impl Service {
         });
         add_routes(server::mount(
             Debug(probe.clone()),
-            1,
-            None,
-            Debug::DEF.mailbox,
+            plan::<Debug>(1, limits),
             Chain::default(),
         ))?;
         let router = Arc::new(Router {
@@ -732,10 +808,15 @@ fn advertised(bound: &str) -> String {
     bound.to_owned()
 }
 
-fn mailbox_for<H: Handler>(default: usize) -> usize {
-    match H::DEF.mailbox {
-        0 => default,
-        n => n,
+/// `workers` actors for `H`, with its attribute's limits, else the builder's.
+fn plan<H: Handler>(workers: usize, limits: Limits) -> Plan<H> {
+    let or = |n, default| if n == 0 { default } else { n };
+    Plan {
+        workers,
+        replicate: None,
+        capacity: or(H::DEF.mailbox, limits.mailbox),
+        reads: or(H::DEF.reads, limits.reads),
+        factory: None,
     }
 }
 

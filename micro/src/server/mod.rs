@@ -6,7 +6,7 @@ mod debug;
 pub(crate) mod local;
 
 pub use actor::HandlerStats;
-pub(crate) use actor::{Counters, Mounted, Started, mount};
+pub(crate) use actor::{Counters, Factory, Mounted, Plan, Started, mount};
 pub(crate) use conn::{Shutdown, serve};
 pub(crate) use debug::{Debug, Probe};
 pub use debug::{Health, Stats};
