@@ -278,7 +278,7 @@ impl<'a> ServiceGenerator<'a> {
             .find(|endpoint| endpoint.is_read())
             .and_then(|endpoint| endpoint.receiver)
             .map(|receiver| {
-                let span = receiver.span();
+                let span = receiver.self_token.span;
                 let self_ty = respan(self.service.self_ty, span);
                 quote_spanned!(span=> ::micro::__private::assert_read_turns::<#self_ty>();)
             });

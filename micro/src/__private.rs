@@ -33,15 +33,6 @@ pub fn assert_error<E: Into<Error>>() {}
 pub fn assert_clone<T: Clone>() {}
 /// Fails to compile unless `T: Default` (needed for `on_panic = "rebuild"`).
 pub fn assert_rebuild<T: Default>() {}
-/// Fails to compile, on the first `&self`, unless `T` can be shared by read turns.
-pub fn assert_read_turns<T: ReadTurns>() {}
-
-/// A type whose `&self` handlers may run together: `Sync`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has `&self` handlers, which run together as read turns, so it must be `Sync`",
-    label = "read turns share `&{Self}` between the handlers in flight",
-    note = "make its fields `Sync` (a `Mutex` or an atomic instead of a `Cell` or `RefCell`, an `Arc` instead of an `Rc`), or take `&mut self` to run the handler alone"
-)]
-pub trait ReadTurns: Sync {}
-
-impl<T: Sync> ReadTurns for T {}
+/// Fails to compile, on the first `&self`, unless `T: Sync`: read turns share `&T` between the
+/// `&self` handlers in flight.
+pub fn assert_read_turns<T: Sync>() {}
