@@ -104,7 +104,11 @@ async fn main() -> micro::Result<()> {
 
     // Quote (read, with I/O), then reserve (write, without).
     let quote = client.quote("kettle".into()).await?;
-    println!("quoted {} cents; {} left", quote.cents, client.reserve(quote.clone()).await?);
+    println!(
+        "quoted {} cents; {} left",
+        quote.cents,
+        client.reserve(quote.clone()).await?
+    );
 
     // The same quote again is stale: the reservation changed the version.
     let err = client.reserve(quote).await.unwrap_err();

@@ -366,9 +366,7 @@ impl Service {
         let workers = H::DEF.workers;
         self.mounts.push((
             H::DEF.type_name,
-            Box::new(move |limits, chain| {
-                server::mount(value, plan::<H>(workers, limits), chain)
-            }),
+            Box::new(move |limits, chain| server::mount(value, plan::<H>(workers, limits), chain)),
         ));
         self
     }

@@ -279,9 +279,11 @@ async fn a_dropped_local_caller_drops_its_read() {
     call.abort();
     let mut dropped = probe.dropped.subscribe();
     bounded(dropped.wait_for(|n| *n == 1)).await.unwrap();
-    wait_until("the read no longer counted", Duration::from_secs(30), || {
-        service.stats()[0].reads == 0
-    })
+    wait_until(
+        "the read no longer counted",
+        Duration::from_secs(30),
+        || service.stats()[0].reads == 0,
+    )
     .await;
     // The actor serves on.
     assert_eq!(client.get().await.unwrap(), 0);
@@ -321,17 +323,15 @@ async fn the_rebuild_policy_gives_a_fresh_state_after_a_panic() {
             .start()
             .await
             .unwrap();
-        let client = FragileClient::with_service(if wire { wire_client() } else { client() }, name.as_str());
+        let client =
+            FragileClient::with_service(if wire { wire_client() } else { client() }, name.as_str());
         assert_eq!(client.add(5).await.unwrap(), 5);
         let err = client.boom().await.unwrap_err();
         assert_eq!(err.code, 500, "{err}");
         assert_eq!(client.get().await.unwrap(), 0, "wire = {wire}");
         assert_eq!(client.add(1).await.unwrap(), 1);
         let stats = &service.stats()[0];
-        assert_eq!(
-            (stats.panics, stats.restarts, stats.read_limit),
-            (1, 1, 8)
-        );
+        assert_eq!((stats.panics, stats.restarts, stats.read_limit), (1, 1, 8));
         service.stop().await;
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::task::JoinHandle;
 
 use super::{Envelope, ReplyTo, Route};
@@ -340,7 +340,11 @@ impl<H: Handler> Actor<H> {
             Ok(Some(fresh)) => {
                 *state = fresh;
                 self.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(service, handler = H::DEF.type_name, "state rebuilt after a panic");
+                tracing::warn!(
+                    service,
+                    handler = H::DEF.type_name,
+                    "state rebuilt after a panic"
+                );
             }
             Ok(None) => {}
             Err(panic) => tracing::error!(
