@@ -390,3 +390,26 @@ async fn a_free_subscriber_keeps_its_body_callable() {
     // A context comes from the runtime only; the function is there all the same.
     let _ = log_deleted::call;
 }
+
+/// Only writes: the value need not be `Sync`, as before turns.
+#[derive(Default)]
+struct Visits {
+    seen: std::cell::Cell<u64>,
+}
+
+#[micro::service]
+impl Visits {
+    pub(crate) async fn visit(&mut self) -> micro::Result<u64> {
+        self.seen.set(self.seen.get() + 1);
+        Ok(self.seen.get())
+    }
+}
+
+#[test]
+fn a_block_of_writes_need_not_be_sync() {
+    fn served<H: Handler>(_: &H) {}
+    let visits = Visits::default();
+    served(&visits);
+    assert!(visits.reads().is_none());
+    let _ = micro::Service::new("visits").handle(visits);
+}
