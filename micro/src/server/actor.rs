@@ -501,3 +501,20 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
         "a non-string panic payload"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::HandlerStats;
+
+    #[test]
+    fn stats_from_a_peer_without_turns_still_parse() {
+        let older = r#"{"handler":"Greeter","workers":1,"calls":3,"errors":0,"panics":0,
+            "rejected":0,"expired":0,"running":0,"queued":0,"capacity":1024}"#;
+        let stats: HandlerStats = serde_json::from_str(older).unwrap();
+        assert_eq!((stats.calls, stats.reads_peak, stats.restarts), (3, 0, 0));
+        let now = serde_json::to_value(&stats).unwrap();
+        for field in ["reads", "reads_peak", "read_limit", "restarts"] {
+            assert!(now.get(field).is_some(), "{field} missing from {now}");
+        }
+    }
+}
