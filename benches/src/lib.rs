@@ -1,6 +1,7 @@
 //! Shared pieces of micro's benchmarks: the echo service that the criterion benches and the
 //! `loadgen` binary call, a plain-TCP echo server to compare it with, the publish → handler
-//! measurements of the brokers, latency tallies, and CPU time read from `/proc`.
+//! measurements of the brokers, read and write turns under load, latency tallies, and CPU
+//! time read from `/proc`.
 //!
 //! ```text
 //! cargo bench -p benches --bench call
@@ -12,6 +13,7 @@ pub mod process;
 pub mod pubsub;
 pub mod raw;
 pub mod tally;
+pub mod turns;
 
 use bytes::Bytes;
 

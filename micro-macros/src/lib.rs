@@ -65,6 +65,23 @@ impl Expansion {
 ///   clone of the value, so the type must be `Clone`; default: 1.
 /// - `mailbox = N`: how many requests may wait in the mailbox; default: the
 ///   runtime's.
+/// - `reads = N`: how many `&self` handlers one actor runs at once; default:
+///   the runtime's (`micro::DEFAULT_READS`, 64). `reads = 1` runs one request
+///   at a time.
+/// - `on_panic = "keep"` or `"rebuild"`: what happens to the value after a
+///   `&mut self` handler panics. `"keep"` (the default) keeps it as the
+///   handler left it; `"rebuild"` replaces it with `Default::default()`, so the
+///   type must be `Default`, and counts a restart in the stats.
+///
+/// # Turns
+///
+/// The actor takes requests in arrival order. A `&self` handler is a read
+/// turn: it runs beside the other reads in flight, interleaved on the actor's
+/// task, so one that waits on I/O does not hold up the others. A `&mut self`
+/// handler is a write turn: it waits until the reads in flight finish, then
+/// runs alone, and no read that arrived after it starts before it ends. A
+/// block with `&self` handlers must therefore be `Sync`. See the actors guide
+/// in `micro::docs`.
 ///
 /// # Endpoints
 ///
@@ -144,7 +161,10 @@ impl Expansion {
 /// method named `new`, `with_service` or `client`, which the client already
 /// has; two methods with the same wire name; the attribute on a trait impl, a
 /// generic impl or something other than an impl; unknown or repeated
-/// arguments, and `workers = 0`; `#[micro(idempotent)]` on a subscriber, a
+/// arguments, `workers = 0`, `reads = 0` and an `on_panic` policy other than
+/// `"keep"` or `"rebuild"`; a type that is not `Sync` with `&self` handlers
+/// (on the first `self`), or not `Default` with `on_panic = "rebuild"` (on the
+/// policy); `#[micro(idempotent)]` on a subscriber, a
 /// skipped or private method, or with a value.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
@@ -164,8 +184,10 @@ pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
 /// # In a service
 ///
 /// On a method of a [`#[micro::service]`](macro@service) block, the method
-/// receives the events in the service's actor, in turn with its calls, so
-/// `&mut self` needs no lock. The service macro reads the attribute by name,
+/// receives the events in the service's actor, in turn with its calls: a
+/// `&self` subscriber runs beside the other reads, a `&mut self` one alone,
+/// so it needs no lock. A free subscriber (below) has no state and receives
+/// its events one at a time. The service macro reads the attribute by name,
 /// so the short `#[subscribe(...)]` works there too, without an import. The
 /// method has this shape:
 ///

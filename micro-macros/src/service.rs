@@ -65,7 +65,7 @@ impl<'a> ServiceGenerator<'a> {
 
     fn generate(&self) -> TokenStream {
         let cfgs = &self.service.cfgs;
-        let mut items = vec![self.handler_impl(), self.asserts()];
+        let mut items = vec![self.handler_impl(), self.reads_impl(), self.asserts()];
         if self.has_client() {
             items.extend([self.client_struct(), self.client_methods()]);
         }
@@ -85,17 +85,7 @@ impl<'a> ServiceGenerator<'a> {
         let self_ty = self.service.self_ty;
         let bounds = self.handler_bounds();
         let def = self.handler_def();
-        let arms = self
-            .service
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(index, endpoint)| {
-                let method = endpoint.ident;
-                let path = quote_spanned!(method.span()=> Self::#method);
-                let receiver = quote_spanned!(method.span()=> self);
-                dispatch_arm(index, endpoint, path, Some(receiver))
-            });
+        let arms = self.arms(false);
         let replicate = if self.service.attrs.workers > 1 {
             quote!(::core::option::Option::Some(::core::clone::Clone::clone(
                 self
@@ -103,6 +93,20 @@ impl<'a> ServiceGenerator<'a> {
         } else {
             quote!(::core::option::Option::None)
         };
+        let reads = self.has_reads().then(|| {
+            quote! {
+                fn reads(&self) -> ::core::option::Option<&dyn ::micro::__private::Reads> {
+                    ::core::option::Option::Some(self)
+                }
+            }
+        });
+        let rebuild = self.service.attrs.rebuild.map(|_| {
+            quote! {
+                fn rebuild() -> ::core::option::Option<Self> {
+                    ::core::option::Option::Some(<Self as ::core::default::Default>::default())
+                }
+            }
+        });
         quote! {
             impl ::micro::__private::Handler for #self_ty
             where
@@ -111,8 +115,9 @@ impl<'a> ServiceGenerator<'a> {
                 const DEF: &'static ::micro::__private::HandlerDef = &#def;
 
                 // Serving a deprecated endpoint is not a use of it: its
-                // callers get the warning, through the client.
-                #[allow(deprecated)]
+                // callers get the warning, through the client. A block of
+                // reads only has no arm that uses the arguments.
+                #[allow(deprecated, unused_variables)]
                 fn dispatch<'micro>(
                     &'micro mut self,
                     ctx: &'micro ::micro::Context,
@@ -133,11 +138,74 @@ impl<'a> ServiceGenerator<'a> {
                     }
                 }
 
+                #reads
+
                 fn replicate(&self) -> ::core::option::Option<Self> {
                     #replicate
                 }
+
+                #rebuild
             }
         }
+    }
+
+    /// The `&self` handlers, which the actor runs as read turns. Nothing
+    /// when the block has none, so that a block of writes need not be `Sync`.
+    fn reads_impl(&self) -> TokenStream {
+        if !self.has_reads() {
+            return TokenStream::new();
+        }
+        let self_ty = self.service.self_ty;
+        let bounds = self.handler_bounds();
+        let arms = self.arms(true);
+        quote! {
+            impl ::micro::__private::Reads for #self_ty
+            where
+                #(for<'bound> #bounds,)*
+            {
+                #[allow(deprecated)]
+                fn dispatch_read<'micro>(
+                    &'micro self,
+                    ctx: &'micro ::micro::Context,
+                    endpoint: ::core::primitive::usize,
+                    req: ::micro::__private::Payload,
+                ) -> ::micro::__private::BoxFuture<
+                    'micro,
+                    ::core::result::Result<::micro::__private::Payload, ::micro::Error>,
+                > {
+                    match endpoint {
+                        #(#arms)*
+                        _ => ::std::boxed::Box::pin(::core::future::ready(
+                            ::core::result::Result::Err(::micro::__private::unknown_endpoint(
+                                <Self as ::micro::__private::Handler>::DEF,
+                                endpoint,
+                            )),
+                        )),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The dispatch arms of the read endpoints, or of the write endpoints,
+    /// numbered by their place in the routing table.
+    fn arms(&self, reads: bool) -> Vec<TokenStream> {
+        self.service
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, endpoint)| endpoint.is_read() == reads)
+            .map(|(index, endpoint)| {
+                let method = endpoint.ident;
+                let path = quote_spanned!(method.span()=> Self::#method);
+                let receiver = quote_spanned!(method.span()=> self);
+                dispatch_arm(index, endpoint, path, Some(receiver))
+            })
+            .collect()
+    }
+
+    fn has_reads(&self) -> bool {
+        self.service.endpoints.iter().any(Endpoint::is_read)
     }
 
     /// What the handler impl relies on, as where clauses that rustc assumes
@@ -148,8 +216,14 @@ impl<'a> ServiceGenerator<'a> {
     /// "trivially false" in the impl header itself.
     fn handler_bounds(&self) -> Vec<TokenStream> {
         let mut bounds = vec![quote!(Self: ::core::marker::Send)];
+        if self.has_reads() {
+            bounds.push(quote!(Self: ::core::marker::Sync));
+        }
         if self.service.attrs.workers > 1 {
             bounds.push(quote!(Self: ::core::clone::Clone));
+        }
+        if self.service.attrs.rebuild.is_some() {
+            bounds.push(quote!(Self: ::core::default::Default));
         }
         bounds.extend(self.service.endpoints.iter().flat_map(endpoint_bounds));
         bounds
@@ -162,6 +236,7 @@ impl<'a> ServiceGenerator<'a> {
         let version = attrs.version.as_deref().unwrap_or("latest");
         let workers = attrs.workers;
         let mailbox = attrs.mailbox;
+        let reads = attrs.reads;
         let endpoints = self.service.endpoints.iter().map(endpoint_def);
         quote! {
             ::micro::__private::HandlerDef {
@@ -170,6 +245,7 @@ impl<'a> ServiceGenerator<'a> {
                 version: #version,
                 workers: #workers,
                 mailbox: #mailbox,
+                reads: #reads,
                 endpoints: &[#(#endpoints),*],
             }
         }
@@ -190,6 +266,22 @@ impl<'a> ServiceGenerator<'a> {
                 let self_ty = respan(self.service.self_ty, span);
                 quote_spanned!(span=> ::micro::__private::assert_clone::<#self_ty>();)
             });
+        let default = attrs.rebuild.map(|span| {
+            let self_ty = respan(self.service.self_ty, span);
+            quote_spanned!(span=> ::micro::__private::assert_rebuild::<#self_ty>();)
+        });
+        // On the first `&self`: read turns share the value between handlers in flight.
+        let sync = self
+            .service
+            .endpoints
+            .iter()
+            .find(|endpoint| endpoint.is_read())
+            .and_then(|endpoint| endpoint.receiver)
+            .map(|receiver| {
+                let span = receiver.self_token.span;
+                let self_ty = respan(self.service.self_ty, span);
+                quote_spanned!(span=> ::micro::__private::assert_read_turns::<#self_ty>();)
+            });
         quote! {
             const _: fn() = || {
                 // The actor moves the value to its task.
@@ -197,6 +289,8 @@ impl<'a> ServiceGenerator<'a> {
                 service_must_be_send::<#self_ty>();
                 #(#types)*
                 #clone
+                #default
+                #sync
             };
         }
     }
@@ -281,10 +375,16 @@ pub(crate) fn endpoint_def(endpoint: &Endpoint<'_>) -> TokenStream {
         .as_ref()
         .map_or_else(|| quote!(()), |request| request.ty.to_token_stream());
     let response_ty = endpoint.response;
+    let turn = if endpoint.is_read() {
+        quote!(::micro::__private::Turn::Read)
+    } else {
+        quote!(::micro::__private::Turn::Write)
+    };
     quote! {
         ::micro::__private::EndpointDef {
             name: #name,
             method: #method,
+            turn: #turn,
             request: #request,
             response: #response,
             topic: #topic,

@@ -238,6 +238,7 @@ fn handler_def(type_name: &str, endpoint: Option<TokenStream>) -> TokenStream {
             version: "latest",
             workers: 1,
             mailbox: 0,
+            reads: 0,
             endpoints: &[#endpoint],
         }
     }

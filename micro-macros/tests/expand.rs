@@ -3,7 +3,7 @@
 //! typed client's signatures.
 
 use micro::prelude::*;
-use micro::{Call, Handler};
+use micro::{Call, Handler, Turn};
 
 /// Public types with `pub` handlers: the generated client must be public and
 /// documented too, or `missing_docs` fails this file.
@@ -19,7 +19,13 @@ pub struct Greeter {
     greeted: u64,
 }
 
-#[micro::service(name = "greeter", version = "1.2.3", mailbox = 16)]
+#[micro::service(
+    name = "greeter",
+    version = "1.2.3",
+    mailbox = 16,
+    reads = 8,
+    on_panic = "rebuild"
+)]
 impl Greeter {
     /// Greets the caller.
     pub async fn say_hello(&mut self, req: HelloRequest) -> micro::Result<String> {
@@ -203,6 +209,31 @@ fn idempotent_marks_only_its_own_endpoint() {
 }
 
 #[test]
+fn shared_receivers_are_read_turns_and_the_rest_write_turns() {
+    let turns: Vec<_> = Greeter::DEF
+        .endpoints
+        .iter()
+        .map(|e| (e.method, e.turn))
+        .collect();
+    assert_eq!(
+        turns,
+        [
+            ("say_hello", Turn::Write),
+            ("greeted", Turn::Read),
+            ("get_v2_data", Turn::Read),
+            ("type", Turn::Read),
+            ("hello", Turn::Read),
+        ]
+    );
+    let audit: Vec<_> = Audit::DEF.endpoints.iter().map(|e| e.turn).collect();
+    assert_eq!(audit, [Turn::Write, Turn::Read, Turn::Read]);
+    // A free subscriber has no state, and keeps its events one at a time.
+    assert_eq!(count_created::DEF.endpoints[0].turn, Turn::Write);
+    assert!(Greeter::default().reads().is_some());
+    assert!(count_created.reads().is_none());
+}
+
+#[test]
 fn client_methods_of_idempotent_endpoints_mark_their_calls() {
     let client = GreeterClient::new(micro::Client::new());
     // A call's options show in its `Debug` only.
@@ -220,16 +251,18 @@ fn attribute_arguments_fill_the_definition() {
         (def.type_name, def.service, def.version),
         ("Greeter", "greeter", "1.2.3")
     );
-    assert_eq!((def.workers, def.mailbox), (1, 16));
+    assert_eq!((def.workers, def.mailbox, def.reads), (1, 16, 8));
+    assert_eq!(Greeter::rebuild().map(|g| g.greeted), Some(0));
 }
 
 #[test]
 fn defaults_are_lowercase_type_name_latest_and_runtime_mailbox() {
     let def = Defaults::DEF;
     assert_eq!((def.service, def.version), ("defaults", "latest"));
-    assert_eq!((def.workers, def.mailbox), (3, 0));
+    assert_eq!((def.workers, def.mailbox, def.reads), (3, 0, 0));
     assert!(Defaults.replicate().is_some());
     assert!(Greeter::default().replicate().is_none());
+    assert!(Defaults::rebuild().is_none());
 }
 
 #[test]
@@ -384,4 +417,27 @@ fn endpoints_describe_their_fields_and_keep_their_doc_comments() {
     assert_eq!(on_created.response.type_name, "()");
     let free = (count_created::DEF.endpoints[0].describe)();
     assert_eq!(free.request.type_name, "Created");
+}
+
+/// Only writes: the value need not be `Sync`, as before turns.
+#[derive(Default)]
+struct Visits {
+    seen: std::cell::Cell<u64>,
+}
+
+#[micro::service]
+impl Visits {
+    pub(crate) async fn visit(&mut self) -> micro::Result<u64> {
+        self.seen.set(self.seen.get() + 1);
+        Ok(self.seen.get())
+    }
+}
+
+#[test]
+fn a_block_of_writes_need_not_be_sync() {
+    fn served<H: Handler>(_: &H) {}
+    let visits = Visits::default();
+    served(&visits);
+    assert!(visits.reads().is_none());
+    let _ = micro::Service::new("visits").handle(visits);
 }

@@ -16,7 +16,14 @@ mod no_prelude {
         pings: u64,
     }
 
-    #[::micro::service(name = "hygiene.pinger", version = "1.0.0", workers = 2, mailbox = 8)]
+    #[::micro::service(
+        name = "hygiene.pinger",
+        version = "1.0.0",
+        workers = 2,
+        mailbox = 8,
+        reads = 4,
+        on_panic = "rebuild"
+    )]
     impl Pinger {
         /// Echoes the ping, one higher.
         pub(crate) async fn ping(
@@ -97,7 +104,7 @@ mod shadowed {
 
     pub(crate) struct Shouter;
 
-    #[::micro::service(name = "hygiene.shouter")]
+    #[::micro::service(name = "hygiene.shouter", on_panic = "keep")]
     impl Shouter {
         /// Upper-cases the word.
         #[micro(idempotent)]

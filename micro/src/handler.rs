@@ -32,8 +32,10 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Message
 /// A service implementation, as `#[micro::service]` generates it for an `impl` block.
 ///
 /// You do not implement this by hand: put `#[micro::service]` on the block. The service
-/// value is moved into a mailbox actor, which calls [`dispatch`](Self::dispatch) for each
-/// request in arrival order.
+/// value is moved into a mailbox actor, which takes requests in arrival order and runs them
+/// in turns: each `&mut self` handler alone through [`dispatch`](Self::dispatch), the `&self`
+/// handlers interleaved with each other through [`reads`](Self::reads). See the
+/// [actors guide](crate::docs::actors).
 ///
 /// ```
 /// use micro::prelude::*;
@@ -57,7 +59,9 @@ pub trait Handler: Send + Sized + 'static {
     /// What the block declares: names, endpoints and their types.
     const DEF: &'static HandlerDef;
 
-    /// Runs endpoint number `endpoint` (an index into [`HandlerDef::endpoints`]).
+    /// Runs endpoint number `endpoint` (an index into [`HandlerDef::endpoints`]) as a write
+    /// turn: the actor calls it for endpoints whose [`EndpointDef::turn`] is
+    /// [`Turn::Write`], with no other handler of this value running.
     fn dispatch<'a>(
         &'a mut self,
         ctx: &'a Context,
@@ -65,9 +69,71 @@ pub trait Handler: Send + Sized + 'static {
         req: Payload,
     ) -> BoxFuture<'a, Result<Payload, Error>>;
 
+    /// The `&self` handlers, which run as read turns, or `None` when the block has none.
+    ///
+    /// The default has none: every endpoint is a write turn.
+    fn reads(&self) -> Option<&dyn Reads> {
+        None
+    }
+
     /// A copy of the state for another worker, when the block declares `workers = N` with
     /// `N > 1` (which requires `Clone`).
     fn replicate(&self) -> Option<Self>;
+
+    /// A fresh state to replace one that a panicking write turn may have left half-updated,
+    /// when the block declares `on_panic = "rebuild"` (which requires `Default`); `None`
+    /// keeps the state as the handler left it.
+    ///
+    /// The default keeps it.
+    fn rebuild() -> Option<Self> {
+        None
+    }
+}
+
+/// The `&self` handlers of a [`Handler`], which an actor runs as read turns: several at once,
+/// interleaved on the actor's task, each borrowing the state it cannot change.
+///
+/// `#[micro::service]` implements it for blocks with `&self` handlers; they need the type to
+/// be `Sync`, as they always did, since their futures hold `&self` across awaits.
+///
+/// ```
+/// use micro::prelude::*;
+/// use micro::{Handler, Turn};
+///
+/// #[derive(Default)]
+/// struct Counter { n: u64 }
+///
+/// #[micro::service(name = "counter")]
+/// impl Counter {
+///     pub async fn get(&self) -> micro::Result<u64> { Ok(self.n) }
+///     pub async fn add(&mut self, by: u64) -> micro::Result<u64> { self.n += by; Ok(self.n) }
+/// }
+///
+/// assert_eq!(Counter::DEF.endpoints[0].turn, Turn::Read);
+/// assert_eq!(Counter::DEF.endpoints[1].turn, Turn::Write);
+/// assert!(Counter::default().reads().is_some());
+/// ```
+pub trait Reads: Sync {
+    /// Runs endpoint number `endpoint`, whose [`EndpointDef::turn`] is [`Turn::Read`].
+    fn dispatch_read<'a>(
+        &'a self,
+        ctx: &'a Context,
+        endpoint: usize,
+        req: Payload,
+    ) -> BoxFuture<'a, Result<Payload, Error>>;
+}
+
+/// How an endpoint takes the service value, which decides how its calls share the actor.
+///
+/// ```
+/// assert_ne!(micro::Turn::Read, micro::Turn::Write);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Turn {
+    /// `&self`: runs beside other reads, interleaved on the actor's task.
+    Read,
+    /// `&mut self`: waits for the reads in flight, then runs alone.
+    Write,
 }
 
 /// The static description of a `#[micro::service]` block.
@@ -83,6 +149,8 @@ pub struct HandlerDef {
     pub workers: usize,
     /// Mailbox capacity (`mailbox = N`); 0 means the server's default.
     pub mailbox: usize,
+    /// Read turns one actor runs at once (`reads = N`); 0 means the server's default.
+    pub reads: usize,
     /// The endpoints, in declaration order.
     pub endpoints: &'static [EndpointDef],
 }
@@ -94,6 +162,8 @@ pub struct EndpointDef {
     pub name: &'static str,
     /// The Rust method name: `say_hello`.
     pub method: &'static str,
+    /// Whether the handler takes `&self` (a read turn) or `&mut self` (a write turn).
+    pub turn: Turn,
     /// The request type as written (`()` when the handler takes none).
     pub request: &'static str,
     /// The response type as written.

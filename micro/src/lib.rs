@@ -102,7 +102,7 @@ pub mod __fuzz;
 pub use client::{Call, Client, ClientBuilder, Publish};
 pub use context::{Context, Metadata, TRACE_ID};
 pub use error::{Error, Result};
-pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message};
+pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message, Reads, Turn};
 pub use payload::Payload;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use server::{
@@ -111,7 +111,7 @@ pub use server::{
     Health, ServerLimits, Stats,
 };
 pub use service::{
-    DEFAULT_DRAIN, DEFAULT_MAILBOX, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
+    DEFAULT_DRAIN, DEFAULT_MAILBOX, DEFAULT_READS, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
     DEFAULT_SHUTDOWN_TIMEOUT, RunningService, Service,
 };
 

@@ -9,6 +9,7 @@
 //! cargo run --release -p benches --bin loadgen -- --only micro # one side, for profiling
 //! cargo run --release -p benches --bin loadgen -- --payload 65536 --cell 1x1024
 //! cargo run --release -p benches --bin loadgen -- --pubsub-only # the brokers alone
+//! cargo run --release -p benches --bin loadgen -- --turns-only  # read and write turns alone
 //! ```
 //!
 //! The child is this same binary run as `loadgen serve`. It prints the two addresses it
@@ -16,6 +17,12 @@
 //! embedded broker's subscriber is another such child, `loadgen subscribe embedded DIR`.
 //! `--only` (a profiling aid) runs no pub/sub; `--payload` and `--cell` apply to the RPC
 //! tables only, `--broker` (repeatable) to the pub/sub section only.
+//!
+//! The turns section ([`benches::turns`]) calls handlers that wait on a timer, 64 callers
+//! over one TCP connection to one actor: `&self` handlers waiting 10 ms (ideal: 64 / 10 ms =
+//! 6,400 calls/s), then 90 % reads and 10 % writes, each waiting 1 ms. Each runs against the
+//! actor with the default read limit and against one with `reads = 1`, how every actor ran
+//! before turns.
 
 use std::error::Error;
 use std::io::{BufRead, BufReader, Read};
@@ -28,7 +35,7 @@ use benches::cpu::Sample;
 use benches::process::KillOnDrop;
 use benches::tally::{Tally, Window};
 use benches::{Echo, EchoClient, payload, size_name};
-use benches::{pubsub, raw};
+use benches::{pubsub, raw, turns};
 use bytes::Bytes;
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -38,8 +45,11 @@ const WARMUP: Duration = Duration::from_millis(200);
 const STARTUP: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "usage: loadgen [--quick] [--secs SECONDS] [--only micro|raw] \
-[--payload BYTES]... [--cell CONNSxIN_FLIGHT]... [--pubsub-only] [--broker memory|embedded|nats]... \
-(or LOADGEN_SECS=SECONDS)";
+[--payload BYTES]... [--cell CONNSxIN_FLIGHT]... [--pubsub-only] [--turns-only] \
+[--broker memory|embedded|nats]... (or LOADGEN_SECS=SECONDS)";
+
+/// Callers in the turns section.
+const TURN_CALLERS: usize = 64;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -50,8 +60,18 @@ async fn main() -> Result<(), BoxError> {
         _ => {}
     }
     let plan = Plan::from_args(&args)?;
-    if plan.rpc {
-        rpc(&plan).await?;
+    if plan.rpc || plan.turns {
+        let server = Server::spawn().await?;
+        eprintln!(
+            "server pid {}: micro on {}, raw on {}, turns on {} and {}",
+            server.pid, server.micro, server.raw, server.turns, server.serial
+        );
+        if plan.rpc {
+            rpc(&server, &plan).await?;
+        }
+        if plan.turns {
+            turns_section(&server, &plan).await?;
+        }
     }
     if let Some(pubsub) = &plan.pubsub {
         let run = pubsub::run(pubsub, &plan.brokers).await;
@@ -64,27 +84,21 @@ async fn main() -> Result<(), BoxError> {
 }
 
 /// The RPC tables: micro against the raw baseline.
-async fn rpc(plan: &Plan) -> Result<(), BoxError> {
-    let server = Server::spawn().await?;
-    eprintln!(
-        "server pid {}: micro on {}, raw on {}",
-        server.pid, server.micro, server.raw
-    );
-
+async fn rpc(server: &Server, plan: &Plan) -> Result<(), BoxError> {
     let mut rows = Vec::new();
     for &size in &plan.payloads {
         let body = payload(size);
         let micro = plan
-            .run(Only::Micro, micro_latency(&server, &body, plan))
+            .run(Only::Micro, micro_latency(server, &body, plan))
             .await?;
         let raw = plan
-            .run(Only::Raw, raw_latency(&server, &body, plan))
+            .run(Only::Raw, raw_latency(server, &body, plan))
             .await?;
         rows.push(progress(Row::new(size, Mode::Latency, 1, 1, micro, raw)));
         for &(conns, in_flight) in &plan.cells {
-            let micro = micro_throughput(&server, &body, conns, in_flight, plan.length);
+            let micro = micro_throughput(server, &body, conns, in_flight, plan.length);
             let micro = plan.run(Only::Micro, micro).await?;
-            let raw = raw_throughput(&server, &body, conns, in_flight, plan.length);
+            let raw = raw_throughput(server, &body, conns, in_flight, plan.length);
             let raw = plan.run(Only::Raw, raw).await?;
             rows.push(progress(Row::new(
                 size,
@@ -110,8 +124,10 @@ struct Plan {
     /// Measurement length of each throughput cell.
     length: Duration,
     only: Option<Only>,
-    /// Whether to run the RPC tables (not with `--pubsub-only`).
+    /// Whether to run the RPC tables (not with `--pubsub-only` or `--turns-only`).
     rpc: bool,
+    /// Whether to run the turns section (not with `--only` or `--pubsub-only`).
+    turns: bool,
     /// The pub/sub section, unless `--only` asked for one RPC side.
     pubsub: Option<pubsub::Plan>,
     /// The brokers it measures.
@@ -127,7 +143,7 @@ enum Only {
 
 impl Plan {
     fn from_args(args: &[String]) -> Result<Self, BoxError> {
-        let (mut quick, mut pubsub_only) = (false, false);
+        let (mut quick, mut pubsub_only, mut turns_only) = (false, false, false);
         let mut only = None;
         let (mut payloads, mut cells, mut brokers) = (Vec::new(), Vec::new(), Vec::new());
         let mut secs = match std::env::var("LOADGEN_SECS") {
@@ -139,6 +155,7 @@ impl Plan {
             match arg.as_str() {
                 "--quick" => quick = true,
                 "--pubsub-only" => pubsub_only = true,
+                "--turns-only" => turns_only = true,
                 "--broker" => {
                     let value = args.next().ok_or(USAGE)?;
                     let kind = pubsub::Kind::ALL.into_iter().find(|k| k.name() == value);
@@ -176,8 +193,14 @@ impl Plan {
         if pubsub_only && only.is_some() {
             return Err(format!("--pubsub-only runs no RPC side: drop --only\n{USAGE}").into());
         }
+        if turns_only && (only.is_some() || pubsub_only) {
+            return Err(
+                format!("--turns-only runs the turns alone: drop the rest\n{USAGE}").into(),
+            );
+        }
         let length = Duration::from_secs_f64(secs.unwrap_or(1.0));
         let pubsub = match (only, quick) {
+            _ if turns_only => None,
             (Some(_), _) => None,
             (None, true) => Some(pubsub::Plan::quick(length)),
             (None, false) => Some(pubsub::Plan::full(length)),
@@ -190,7 +213,8 @@ impl Plan {
                 latency_calls: 2_000,
                 length,
                 only,
-                rpc: !pubsub_only,
+                rpc: !pubsub_only && !turns_only,
+                turns: only.is_none() && !pubsub_only,
                 pubsub,
                 brokers: pubsub::Kind::ALL.to_vec(),
             }
@@ -205,7 +229,8 @@ impl Plan {
                 latency_calls: 10_000,
                 length,
                 only,
-                rpc: !pubsub_only,
+                rpc: !pubsub_only && !turns_only,
+                turns: only.is_none() && !pubsub_only,
                 pubsub,
                 brokers: pubsub::Kind::ALL.to_vec(),
             }
@@ -265,11 +290,18 @@ async fn serve() -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let raw_addr = listener.local_addr()?;
     tokio::spawn(raw::serve(listener));
+    let waiters = turns::serve().await?;
     println!("micro {}", service.address());
     println!("raw {raw_addr}");
+    for (waiter, name) in &waiters {
+        println!("{name} {}", waiter.address());
+    }
     // The parent's end of our stdin closes when it exits, however it exits.
     tokio::task::spawn_blocking(|| std::io::stdin().read_to_end(&mut Vec::new())).await??;
     service.stop().await;
+    for (waiter, _) in waiters {
+        waiter.stop().await;
+    }
     Ok(())
 }
 
@@ -280,6 +312,10 @@ struct Server {
     pid: u32,
     micro: Arc<str>,
     raw: SocketAddr,
+    /// The turns actor with the default read limit.
+    turns: Arc<str>,
+    /// The turns actor with `reads = 1`.
+    serial: Arc<str>,
 }
 
 impl Server {
@@ -299,32 +335,130 @@ impl Server {
             pid,
             micro: "".into(),
             raw: SocketAddr::from(([127, 0, 0, 1], 0)),
+            turns: "".into(),
+            serial: "".into(),
         };
         // If the child never answers, dropping the guard kills it, which ends the read.
         let read = tokio::task::spawn_blocking(move || read_addresses(stdout));
-        let (micro, raw) = tokio::time::timeout(STARTUP, read)
+        let addresses = tokio::time::timeout(STARTUP, read)
             .await
             .map_err(|_| "the server process did not print its addresses in time")???;
-        guard.micro = micro.into();
-        guard.raw = raw;
+        guard.micro = addresses.micro.into();
+        guard.raw = addresses.raw;
+        guard.turns = addresses.turns.into();
+        guard.serial = addresses.serial.into();
         Ok(guard)
     }
 }
 
-fn read_addresses(stdout: impl Read) -> Result<(String, SocketAddr), BoxError> {
-    let (mut micro, mut raw) = (None, None);
+/// Where the child serves what.
+struct Addresses {
+    micro: String,
+    raw: SocketAddr,
+    turns: String,
+    serial: String,
+}
+
+fn read_addresses(stdout: impl Read) -> Result<Addresses, BoxError> {
+    let (mut micro, mut raw, mut waiters) = (None, None, (None, None));
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         match line.split_once(' ') {
             Some(("micro", addr)) => micro = Some(addr.to_owned()),
             Some(("raw", addr)) => raw = Some(addr.parse()?),
+            Some((turns::TURNS, addr)) => waiters.0 = Some(addr.to_owned()),
+            Some((turns::SERIAL, addr)) => waiters.1 = Some(addr.to_owned()),
             _ => return Err(format!("unexpected line from the server: {line:?}").into()),
         }
-        if let (Some(micro), Some(raw)) = (&micro, raw) {
-            return Ok((micro.clone(), raw));
+        if let (Some(micro), Some(raw), (Some(turns), Some(serial))) = (&micro, raw, &waiters) {
+            return Ok(Addresses {
+                micro: micro.clone(),
+                raw,
+                turns: turns.clone(),
+                serial: serial.clone(),
+            });
         }
     }
     Err("the server process exited before printing its addresses".into())
+}
+
+/// The turns section: see the module docs.
+async fn turns_section(server: &Server, plan: &Plan) -> Result<(), BoxError> {
+    // (name, read ms, write ms, tenths that are writes, ideal calls/s)
+    let cells: [(&str, u64, u64, usize, Option<f64>); 2] = [
+        ("10 ms reads", 10, 0, 0, Some(TURN_CALLERS as f64 / 0.010)),
+        ("90/10, 1 ms", 1, 1, 1, None),
+    ];
+    let mut rows = Vec::new();
+    let window = Window::after(WARMUP, plan.length);
+    let timer = turns::timer_baseline(TURN_CALLERS, 10, window).await;
+    eprintln!("10 ms timer  no micro    {:>8.0}/s", timer.rate(&window));
+    let ideal = cells[0].4;
+    rows.push(("10 ms timer", "no micro", ideal, window, timer));
+    for (cell, read_ms, write_ms, tenths, ideal) in cells {
+        for (actor, service, addr) in [
+            ("reads = 64", turns::TURNS, &server.turns),
+            ("reads = 1", turns::SERIAL, &server.serial),
+        ] {
+            let window = Window::after(WARMUP, plan.length);
+            let mix = turns::measure(
+                addr.clone(),
+                service,
+                TURN_CALLERS,
+                (read_ms, write_ms, tenths),
+                window,
+            )
+            .await;
+            eprintln!(
+                "{cell:<12} {actor:<10}  {:>8.0}/s  errors {}{}",
+                mix.rate(&window),
+                mix.errors(),
+                mix.first_error()
+                    .map(|e| format!(", first: {e}"))
+                    .unwrap_or_default()
+            );
+            rows.push((cell, actor, ideal, window, mix));
+        }
+    }
+    println!();
+    println!(
+        "turns: {TURN_CALLERS} callers over 1 TCP connection to 1 actor, handlers waiting on a tokio timer; {:.1} s after {:.1} s of warm-up; times in µs",
+        plan.length.as_secs_f64(),
+        WARMUP.as_secs_f64()
+    );
+    println!(
+        "the first row awaits the same timer in {TURN_CALLERS} tasks of this process, without micro: what the timer allows here"
+    );
+    println!(
+        "{:<12} {:<10} | {:>8} {:>8} {:>6} | {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>6}",
+        "cell",
+        "actor",
+        "calls/s",
+        "ideal",
+        "ratio",
+        "read50",
+        "read99",
+        "writes/s",
+        "write50",
+        "write99",
+        "errors"
+    );
+    println!("{}", "-".repeat(113));
+    for (cell, actor, ideal, window, mix) in &rows {
+        let rate = mix.rate(window);
+        println!(
+            "{cell:<12} {actor:<10} | {rate:>8.0} {:>8} {:>6} | {:>8.0} {:>8.0} | {:>8.0} {:>8.0} {:>8.0} | {:>6}",
+            ideal.map_or("-".to_owned(), |i| format!("{i:.0}")),
+            ideal.map_or("-".to_owned(), |i| format!("{:.2}", ratio(rate, i))),
+            mix.reads.percentile_us(50.0),
+            mix.reads.percentile_us(99.0),
+            mix.writes.calls as f64 / window.length().as_secs_f64(),
+            mix.writes.percentile_us(50.0),
+            mix.writes.percentile_us(99.0),
+            mix.errors(),
+        );
+    }
+    Ok(())
 }
 
 /// One side (micro or raw) of one cell.

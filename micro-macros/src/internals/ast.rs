@@ -11,7 +11,7 @@ use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::{
     Attribute, FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl,
-    PatType, Path, PathArguments, ReturnType, Signature, Type, Visibility,
+    PatType, Path, PathArguments, Receiver, ReturnType, Signature, Type, Visibility,
 };
 
 use super::{Ctxt, attr};
@@ -117,6 +117,8 @@ pub(crate) struct Endpoint<'a> {
     pub(crate) subscription: Option<attr::Subscribe>,
     /// `#[micro(idempotent)]`: safe to send twice. Only ever set on a call.
     pub(crate) idempotent: bool,
+    /// `&self` or `&mut self`; `None` for a free subscriber, which has no state.
+    pub(crate) receiver: Option<&'a Receiver>,
 }
 
 /// The request parameter of a handler.
@@ -136,6 +138,17 @@ impl Request<'_> {
 }
 
 impl Endpoint<'_> {
+    /// `&self` handlers run as read turns, interleaved with each other; the rest run alone.
+    pub(crate) fn is_read(&self) -> bool {
+        self.receiver.is_some_and(|receiver| {
+            if receiver.colon_token.is_some() {
+                matches!(&*receiver.ty, Type::Reference(r) if r.mutability.is_none())
+            } else {
+                receiver.reference.is_some() && receiver.mutability.is_none()
+            }
+        })
+    }
+
     /// The request's type as the routing table records it: `()` when none.
     pub(crate) fn request_string(&self) -> String {
         self.request
@@ -310,6 +323,7 @@ impl<'a> Endpoint<'a> {
             output: shape.output,
             subscription: attrs.subscribe,
             idempotent: role == Role::Call && attrs.idempotent.is_some(),
+            receiver: method.sig.receiver(),
         });
         (Some(role), endpoint.filter(|_| skip_ok))
     }
@@ -380,6 +394,7 @@ impl<'a> Subscriber<'a> {
                 output: shape.output,
                 subscription: Some(subscription),
                 idempotent: false,
+                receiver: None,
             },
             type_name,
         })

@@ -9,7 +9,7 @@ use syn::{Attribute, Expr, ExprLit, Ident, ImplItem, ItemImpl, Lit, LitStr, Meta
 
 use super::Ctxt;
 
-const SERVICE_ARGS: &str = "`name`, `version`, `workers` or `mailbox`";
+const SERVICE_ARGS: &str = "`name`, `version`, `workers`, `mailbox`, `reads` or `on_panic`";
 const SUBSCRIBE_ARGS: &str = "`topic` or `queue`";
 const MICRO_WORDS: &str = "`skip` or `idempotent`";
 const MICRO_EXAMPLES: &str = "`#[micro(skip)]` or `#[micro(idempotent)]`";
@@ -27,6 +27,10 @@ pub(crate) struct Service {
     pub(crate) workers_span: Option<Span>,
     /// 0 leaves the choice to the runtime.
     pub(crate) mailbox: usize,
+    /// Read turns at once per actor; 0 leaves the choice to the runtime.
+    pub(crate) reads: usize,
+    /// `on_panic = "rebuild"`, where "must be `Default`" lands; `None` keeps the state.
+    pub(crate) rebuild: Option<Span>,
 }
 
 impl Service {
@@ -35,6 +39,8 @@ impl Service {
         let mut version = Arg::new("version");
         let mut workers = Arg::new("workers");
         let mut mailbox = Arg::new("mailbox");
+        let mut reads = Arg::new("reads");
+        let mut on_panic = Arg::new("on_panic");
 
         for meta in &metas(cx, args) {
             let path = meta.path();
@@ -70,6 +76,34 @@ impl Service {
                         mailbox.set(cx, path, n);
                     }
                 }
+            } else if path.is_ident("reads") {
+                if let Some(n) = lit_usize(cx, meta, "reads") {
+                    if n == 0 {
+                        cx.error_spanned_by(
+                            meta,
+                            "`reads = 0` would let no `&self` handler run; use `reads = 1` \
+                             or more (1 runs one request at a time), or leave it out for the \
+                             runtime default",
+                        );
+                    } else {
+                        reads.set(cx, path, n);
+                    }
+                }
+            } else if path.is_ident("on_panic") {
+                if let Some(lit) = lit_str(cx, meta, "on_panic", "\"rebuild\"") {
+                    match lit.value().as_str() {
+                        "keep" => on_panic.set(cx, path, None),
+                        "rebuild" => on_panic.set(cx, path, Some(lit.span())),
+                        other => cx.error_spanned_by(
+                            lit,
+                            format_args!(
+                                "unknown `on_panic` policy \"{other}\"; expected \"keep\" (the \
+                                 state stays as the panicking handler left it) or \"rebuild\" \
+                                 (a fresh state from `Default`)"
+                            ),
+                        ),
+                    }
+                }
             } else {
                 cx.error_spanned_by(
                     path,
@@ -88,6 +122,8 @@ impl Service {
             workers: workers.map_or(1, |(n, _)| n),
             workers_span: workers.map(|(_, span)| span),
             mailbox: mailbox.value.unwrap_or(0),
+            reads: reads.value.unwrap_or(0),
+            rebuild: on_panic.value.flatten(),
         }
     }
 }

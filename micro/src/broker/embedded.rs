@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Broker, BrokerError, EventHandler, Message, SubscribeOptions, Subscription};
 use crate::config::Options;
-use crate::handler::{EndpointDef, Handler, HandlerDef};
+use crate::handler::{EndpointDef, Handler, HandlerDef, Turn};
 use crate::registry::{Node, Registry, Service as Record};
 use crate::{BoxFuture, Client, Context, Error, Payload, RunningService, Service};
 
@@ -360,9 +360,12 @@ impl Handler for Inbox {
         version: "latest",
         workers: INBOX_WORKERS,
         mailbox: 4096,
+        reads: 0,
         endpoints: &[EndpointDef {
             name: "Broker.Deliver",
             method: "deliver",
+            // Subscribers see their events one at a time, in order, per worker.
+            turn: Turn::Write,
             request: "Delivery",
             response: "()",
             topic: "",

@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::actor::Mounted;
-use crate::handler::{BoxFuture, EndpointDef, Handler, HandlerDef};
+use crate::handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Reads, Turn};
 use crate::registry::Description;
 use crate::server::HandlerStats;
 use crate::{Context, Error, Payload};
@@ -119,6 +119,7 @@ const ENDPOINTS: &[EndpointDef] = &[
     EndpointDef {
         name: "Debug.Health",
         method: "health",
+        turn: Turn::Read,
         request: "()",
         response: "Health",
         topic: "",
@@ -130,6 +131,7 @@ const ENDPOINTS: &[EndpointDef] = &[
     EndpointDef {
         name: "Debug.Stats",
         method: "stats",
+        turn: Turn::Read,
         request: "()",
         response: "Stats",
         topic: "",
@@ -147,11 +149,31 @@ impl Handler for Debug {
         version: "latest",
         workers: 1,
         mailbox: 64,
+        reads: 0,
         endpoints: ENDPOINTS,
     };
 
     fn dispatch<'a>(
         &'a mut self,
+        ctx: &'a Context,
+        endpoint: usize,
+        req: Payload,
+    ) -> BoxFuture<'a, Result<Payload, Error>> {
+        self.dispatch_read(ctx, endpoint, req)
+    }
+
+    fn reads(&self) -> Option<&dyn Reads> {
+        Some(self)
+    }
+
+    fn replicate(&self) -> Option<Self> {
+        None
+    }
+}
+
+impl Reads for Debug {
+    fn dispatch_read<'a>(
+        &'a self,
         _ctx: &'a Context,
         endpoint: usize,
         _req: Payload,
@@ -163,9 +185,5 @@ impl Handler for Debug {
             _ => Err(crate::__private::unknown_endpoint(Self::DEF, endpoint)),
         };
         Box::pin(std::future::ready(reply))
-    }
-
-    fn replicate(&self) -> Option<Self> {
-        None
     }
 }

@@ -6,7 +6,7 @@ mod debug;
 mod listen;
 
 pub use actor::HandlerStats;
-pub(crate) use actor::{Counters, Mounted, Started, mount};
+pub(crate) use actor::{Counters, Factory, Mounted, Plan, Started, mount};
 pub(crate) use conn::Shutdown;
 use conn::serve;
 pub(crate) use debug::{Debug, Probe};
