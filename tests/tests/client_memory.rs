@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use micro::prelude::*;
-
 #[derive(Default)]
 struct Sink;
 
