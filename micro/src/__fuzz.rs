@@ -13,7 +13,7 @@ use crate::Payload;
 use crate::codec::ContentType;
 use crate::wire::Frame;
 
-/// One frame without its length prefix, as [`FrameReader`](crate::framed) hands it over.
+/// One frame without its length prefix, as the frame reader hands it over.
 pub fn frame(data: &[u8]) {
     let _ = Frame::decode(Bytes::copy_from_slice(data));
 }
