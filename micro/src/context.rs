@@ -40,7 +40,7 @@ pub const TRACE_ID: &str = "Micro-Trace-Id";
 ///     }
 /// }
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
-/// let service = micro::Service::new("echo").handle(Echo).start().await?;
+/// let service = micro::Service::new("echo").runtime(micro::Runtime::in_memory()).handle(Echo).start().await?;
 /// let client = EchoClient::new(service.client());
 /// assert_eq!(client.who().metadata("user", "ada").await?, "ada");
 /// # service.stop().await; Ok(()) }

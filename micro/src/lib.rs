@@ -29,7 +29,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> micro::Result<()> {
-//! let service = micro::Service::new("shippy.consignment")
+//! let service = micro::Service::new("shippy.consignment").runtime(micro::Runtime::in_memory())
 //!     .handle(Shipping::default())
 //!     .start()
 //!     .await?;
@@ -179,7 +179,7 @@ pub use micro_macros::service;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> micro::Result<()> {
 /// let broker = Arc::new(MemoryBroker::new());
-/// let service = micro::Service::new("tally")
+/// let service = micro::Service::new("tally").runtime(micro::Runtime::in_memory())
 ///     .broker(broker.clone())
 ///     .handle(Tally::default())
 ///     .start()

@@ -81,7 +81,7 @@ type Hook = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), Error>> + Send>;
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
-/// let service = micro::Service::new("greeter")
+/// let service = micro::Service::new("greeter").runtime(micro::Runtime::in_memory())
 ///     .version("1.0.0")
 ///     .address("127.0.0.1:0")
 ///     .handle(Greeter)
@@ -1163,7 +1163,7 @@ impl RunningService {
     /// # #[micro::service(name = "greeter")]
     /// # impl Greeter { pub async fn hello(&self, n: String) -> micro::Result<String> { Ok(n) } }
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
-    /// let service = micro::Service::new("greeter").handle(Greeter).start().await?;
+    /// let service = micro::Service::new("greeter").runtime(micro::Runtime::in_memory()).handle(Greeter).start().await?;
     /// GreeterClient::new(service.client()).hello("x".into()).await?;
     /// let stats = &service.stats()[0];
     /// assert_eq!((stats.handler.as_str(), stats.calls, stats.queued), ("Greeter", 1, 0));

@@ -21,8 +21,8 @@ use crate::{BoxFuture, Error, Message, Payload};
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
-/// # let service = micro::Service::new("greeter").handle(Greeter).start().await?;
-/// let greeter = GreeterClient::new(micro::Client::new());
+/// # let service = micro::Service::new("greeter").runtime(micro::Runtime::in_memory()).handle(Greeter).start().await?;
+/// let greeter = GreeterClient::new(service.client());
 /// let reply = greeter
 ///     .hello("ada".to_string())
 ///     .timeout(Duration::from_millis(200))

@@ -19,7 +19,7 @@ use crate::{Context, Error, Payload};
 /// # #[micro::service(name = "greeter")]
 /// # impl Greeter { pub async fn hello(&self, n: String) -> micro::Result<String> { Ok(n) } }
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
-/// let service = micro::Service::new("greeter").version("1.2.3").handle(Greeter).start().await?;
+/// let service = micro::Service::new("greeter").runtime(micro::Runtime::in_memory()).version("1.2.3").handle(Greeter).start().await?;
 /// let health: micro::Health = service
 ///     .client()
 ///     .call("greeter".into(), "Debug.Health", ())
@@ -50,7 +50,7 @@ pub struct Health {
 /// # #[micro::service(name = "greeter")]
 /// # impl Greeter { pub async fn hello(&self, n: String) -> micro::Result<String> { Ok(n) } }
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
-/// let service = micro::Service::new("greeter").handle(Greeter).start().await?;
+/// let service = micro::Service::new("greeter").runtime(micro::Runtime::in_memory()).handle(Greeter).start().await?;
 /// GreeterClient::new(service.client()).hello("x".into()).await?;
 /// let stats: micro::Stats = service.client().call("greeter".into(), "Debug.Stats", ()).await?;
 /// assert_eq!((stats.calls, stats.handlers[0].handler.as_str()), (1, "Greeter"));
