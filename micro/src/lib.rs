@@ -66,12 +66,15 @@
 //! |---------|------|
 //! | `etcd` | [`registry::EtcdRegistry`] (`MICRO_REGISTRY=etcd`); building needs `protoc` |
 //! | `nats` | [`registry::NatsRegistry`] and [`broker::NatsBroker`] (`MICRO_REGISTRY=nats`, `MICRO_BROKER=nats` or `jetstream`) |
+//! | `tls` | `transport::Tls`: TCP with TLS through rustls (`MICRO_TRANSPORT=tls`, `MICRO_TLS_*`) |
+//! | `jwt` | `auth::Jwt`: JSON Web Tokens for the [`auth`] layer |
 //!
 //! The default build needs no server and no system library.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod addr;
+pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;
