@@ -121,18 +121,36 @@ impl Jwt {
     ///
     /// See the [type-level example](Self).
     pub fn issue(&self, account: &Account, ttl: Duration) -> Result<String, Error> {
+        self.issue_until(account, SystemTime::now() + ttl)
+    }
+
+    /// A token for `account` that expires at `expiry` (whole seconds; verifiers allow a
+    /// minute of clock skew, as `jsonwebtoken` does by default).
+    ///
+    /// # Errors
+    /// When this value has no key to sign with.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use micro::auth::{Account, Authenticate, Jwt};
+    /// let jwt = Jwt::hs256(b"a secret of at least 32 bytes, please!");
+    /// let old = jwt.issue_until(&Account::new("ada"), UNIX_EPOCH + Duration::from_secs(1_000_000))?;
+    /// assert_eq!(jwt.inspect(&old).unwrap_err().detail, "the token has expired");
+    /// # Ok::<(), micro::Error>(())
+    /// ```
+    pub fn issue_until(&self, account: &Account, expiry: SystemTime) -> Result<String, Error> {
         let key = self.inner.encoding.as_ref().ok_or_else(|| {
             Error::internal(
                 "micro.auth",
                 "this jwt value only verifies: it has no signing key",
             )
         })?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
         let claims = Claims {
             sub: account.id.clone(),
-            exp: now.saturating_add(ttl).as_secs(),
+            exp: expiry
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
             iss: self.inner.issuer.clone(),
             scopes: account.scopes.clone(),
             metadata: account.metadata.clone(),

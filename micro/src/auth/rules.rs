@@ -208,3 +208,59 @@ impl Rules {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_matching_rule_of_highest_priority_decides() {
+        let reset = Resource::service("greeter", "Greeter.Reset");
+        let hello = Resource::service("greeter", "Greeter.Hello");
+        let admin = Account::new("ada").scope("admin");
+        let rules = Rules::new([
+            Rule::new(Resource::any(), "*", Access::Granted),
+            Rule::new(
+                Resource::service("greeter", "Greeter.Reset"),
+                "*",
+                Access::Denied,
+            )
+            .priority(5),
+            Rule::new(
+                Resource::service("greeter", "Greeter.Reset"),
+                "admin",
+                Access::Granted,
+            )
+            .priority(10),
+        ]);
+        assert!(rules.verify(Some(&admin), &reset).is_ok());
+        assert_eq!(
+            rules
+                .verify(Some(&Account::new("bob")), &reset)
+                .unwrap_err()
+                .code,
+            403
+        );
+        assert!(rules.verify(Some(&Account::new("bob")), &hello).is_ok());
+        assert_eq!(rules.verify(None, &hello).unwrap_err().code, 401);
+    }
+
+    #[test]
+    fn no_matching_rule_means_no_access() {
+        let rules = Rules::new([]);
+        let r = Resource::service("a", "B.C");
+        assert_eq!(rules.verify(None, &r).unwrap_err().code, 401);
+        assert_eq!(
+            rules.verify(Some(&Account::new("x")), &r).unwrap_err().code,
+            403
+        );
+    }
+
+    #[test]
+    fn an_endpoint_wildcard_covers_one_handler_only() {
+        let pattern = Resource::service("*", "Greeter.*");
+        assert!(pattern.matches(&Resource::service("x", "Greeter.Hello")));
+        assert!(!pattern.matches(&Resource::service("x", "GreeterAdmin.Hello")));
+        assert!(!pattern.matches(&Resource::service("x", "Greeter")));
+    }
+}
