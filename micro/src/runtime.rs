@@ -78,7 +78,14 @@ struct Shared {
     tls: Option<Arc<dyn Transport>>,
     /// Attached to every call this runtime's clients make.
     token: Option<Arc<str>>,
+    /// The TLS settings made from `MICRO_TLS_*` or given to the builder, for reloading.
+    tls_settings: TlsSettings,
 }
+
+#[cfg(feature = "tls")]
+type TlsSettings = Option<crate::transport::Tls>;
+#[cfg(not(feature = "tls"))]
+type TlsSettings = ();
 
 /// The services this runtime (and the runtimes derived from it) serve, by node id: a call
 /// whose selected node is one of these skips the network.
@@ -260,6 +267,28 @@ impl Runtime {
         self.inner.token.as_deref()
     }
 
+    /// Reads the TLS certificate, key and CA files again (`MICRO_TLS_*`, or the settings
+    /// given to [`RuntimeBuilder::tls`]): connections made afterwards use them.
+    /// [`Service::run`] does this on SIGHUP. `Ok(false)` when the runtime has no TLS
+    /// settings.
+    ///
+    /// # Errors
+    /// When a file cannot be read or is not usable; the settings in use stay as they were.
+    ///
+    /// ```
+    /// let runtime = micro::Runtime::new(Default::default());
+    /// assert!(!runtime.reload_tls()?);
+    /// # Ok::<(), micro::transport::TlsError>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn reload_tls(&self) -> Result<bool, crate::transport::TlsError> {
+        match &self.inner.tls_settings {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// The transport that dials a node: the one its registry record names.
     pub(crate) fn transport_named(&self, name: Option<&str>) -> Arc<dyn Transport> {
         match name {
@@ -331,6 +360,7 @@ impl Runtime {
                 client: OnceLock::new(),
                 tls: self.inner.tls.clone(),
                 token: self.inner.token.clone(),
+                tls_settings: self.inner.tls_settings.clone(),
             }),
         }
     }
@@ -465,7 +495,7 @@ impl RuntimeBuilder {
     ///
     /// See the [type-level example](Self).
     pub fn build(self, options: Options) -> Runtime {
-        let tls = tls_from(&self, &options);
+        let (tls, tls_settings) = tls_from(&self, &options);
         let registry = match self.registry {
             Some(given) => {
                 ignored(&options.registry, "MICRO_REGISTRY", given.name());
@@ -513,35 +543,43 @@ impl RuntimeBuilder {
                 hosted: Hosted::default(),
                 client: OnceLock::new(),
                 tls,
+                tls_settings,
                 token,
             }),
         }
     }
 }
 
-/// The TLS transport for dialing `transport=tls` nodes: the one given in code, else one
-/// made from the `MICRO_TLS_*` settings. Settings that fail to load give a transport that
-/// fails with the reason on every use, so the error reaches whoever uses it.
+/// The TLS transport for dialing `transport=tls` nodes (the one given in code, else one
+/// made from the `MICRO_TLS_*` settings) and the settings to reload. Settings that fail to
+/// load give a transport that fails with the reason on every use, so the error reaches
+/// whoever uses it.
 #[cfg(feature = "tls")]
-fn tls_from(builder: &RuntimeBuilder, options: &Options) -> Option<Arc<dyn Transport>> {
-    if let Some(tls) = &builder.tls {
-        return Some(Arc::new(tls.clone()));
-    }
-    match crate::transport::Tls::from_options(options) {
-        Ok(tls) => tls.map(|t| Arc::new(t) as Arc<dyn Transport>),
+fn tls_from(
+    builder: &RuntimeBuilder,
+    options: &Options,
+) -> (Option<Arc<dyn Transport>>, TlsSettings) {
+    let settings = match &builder.tls {
+        Some(tls) => Ok(Some(tls.clone())),
+        None => crate::transport::Tls::from_options(options),
+    };
+    match settings {
+        Ok(Some(tls)) => (Some(Arc::new(tls.clone())), Some(tls)),
+        Ok(None) => (None, None),
         Err(e) => {
             tracing::error!("tls settings unusable: {e}");
-            Some(Arc::new(crate::transport::Unusable {
+            let unusable = crate::transport::Unusable {
                 name: "tls",
                 why: Arc::from(e.to_string()),
-            }))
+            };
+            (Some(Arc::new(unusable)), None)
         }
     }
 }
 
 #[cfg(not(feature = "tls"))]
-fn tls_from(_: &RuntimeBuilder, _: &Options) -> Option<Arc<dyn Transport>> {
-    None
+fn tls_from(_: &RuntimeBuilder, _: &Options) -> (Option<Arc<dyn Transport>>, TlsSettings) {
+    (None, ())
 }
 
 /// Warns when a setting names another backend than the object passed in code.

@@ -205,3 +205,86 @@ async fn a_certificate_replaced_on_disk_is_served_after_reload_without_a_restart
     service.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_configured_by_micro_variables_serves_dials_and_reloads() {
+    let dir = std::env::temp_dir().join(format!("micro-tls-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let (old, new) = (Pki::new("env old CA"), Pki::new("env new CA"));
+    let write = |pki: &Pki| {
+        let leaf = pki.leaf(&["127.0.0.1"]);
+        std::fs::write(path("cert.pem"), leaf.cert_pem).unwrap();
+        std::fs::write(path("key.pem"), leaf.key_pem).unwrap();
+    };
+    write(&old);
+    std::fs::write(path("old-ca.pem"), &old.ca_pem).unwrap();
+    std::fs::write(path("new-ca.pem"), &new.ca_pem).unwrap();
+    let options = |vars: &[(&str, String)]| {
+        let vars = vars.to_vec();
+        micro::config::Options::resolve(
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+            },
+            &[],
+        )
+        .unwrap()
+    };
+    let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
+    let server = Runtime::builder()
+        .registry(registry.clone())
+        .build(options(&[
+            ("MICRO_TRANSPORT", "tls".into()),
+            ("MICRO_TLS_CERT", path("cert.pem")),
+            ("MICRO_TLS_KEY", path("key.pem")),
+        ]));
+    let service = server
+        .service("counter")
+        .address("127.0.0.1:0")
+        .drain(std::time::Duration::ZERO)
+        .handle(Counter::new())
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(service.record().nodes[0].metadata["transport"], "tls");
+    let client = |ca: &str| {
+        let runtime = Runtime::builder()
+            .registry(registry.clone())
+            .build(options(&[("MICRO_TLS_CA", path(ca))]));
+        CounterClient::new(runtime.client_builder().retries(0).build())
+    };
+    assert_eq!(client("old-ca.pem").add(1).await.unwrap(), 1);
+
+    write(&new);
+    assert!(server.reload_tls().unwrap(), "the runtime has tls settings");
+    assert_eq!(client("new-ca.pem").add(1).await.unwrap(), 2);
+    let err = client("old-ca.pem").add(1).await.unwrap_err();
+    assert!(
+        err.detail.contains("is not signed by a trusted CA"),
+        "{err}"
+    );
+    service.stop().await;
+
+    // A setting that names a file that is not there: start-up says which and why.
+    let broken = Runtime::builder()
+        .registry(registry.clone())
+        .build(options(&[
+            ("MICRO_TRANSPORT", "tls".into()),
+            ("MICRO_TLS_CERT", path("missing.pem")),
+            ("MICRO_TLS_KEY", path("key.pem")),
+        ]));
+    let err = broken
+        .service("counter")
+        .address("127.0.0.1:0")
+        .handle(Counter::new())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        err.detail.contains("cannot read the certificate") && err.detail.contains("missing.pem"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
