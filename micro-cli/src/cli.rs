@@ -60,6 +60,15 @@ pub(crate) struct Global {
     /// Bearer token sent with every call (`Authorization: Bearer …`) [env: MICRO_AUTH_TOKEN]
     #[arg(long = "token", global = true, value_name = "TOKEN")]
     token: Option<String>,
+    /// CA certificates (PEM file) to verify services that serve TLS [env: MICRO_TLS_CA]
+    #[arg(long = "tls_ca", global = true, value_name = "FILE")]
+    tls_ca: Option<String>,
+    /// Certificate (PEM file) to present to services that require one [env: MICRO_TLS_CERT]
+    #[arg(long = "tls_cert", global = true, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// The certificate's private key (PEM file) [env: MICRO_TLS_KEY]
+    #[arg(long = "tls_key", global = true, value_name = "FILE")]
+    tls_key: Option<String>,
 }
 
 impl Global {
@@ -75,6 +84,9 @@ impl Global {
             ("client_retries", &self.client_retries),
             ("client_pool_size", &self.client_pool_size),
             ("auth_token", &self.token),
+            ("tls_ca", &self.tls_ca),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
         ];
         std::iter::once("micro".to_owned())
             .chain(

@@ -216,3 +216,53 @@ fn a_hundred_thousand_distinct_service_names_leave_the_gateways_memory_flat() {
         after.saturating_sub(before)
     );
 }
+
+/// `micro --token`, `MICRO_AUTH_TOKEN` and the gateway passing `Authorization` on: the demo,
+/// guarded by tokens, answers only calls that carry a valid one.
+#[test]
+fn micro_token_and_the_gateways_authorization_header_reach_a_guarded_service() {
+    use micro::auth::{Account, Jwt};
+    const SECRET: &str = "the demo's secret, 32 bytes or more";
+    let token = Jwt::hs256(SECRET)
+        .issue(&Account::new("ada"), std::time::Duration::from_secs(600))
+        .unwrap();
+    let world = World::new();
+    let before = world.nodes("demo");
+    let mut cmd = world.command(support::example("demo"));
+    cmd.env("MICRO_SERVER_DRAIN", "0s")
+        .env("DEMO_AUTH_SECRET", SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    let _demo = support::Proc {
+        child: cmd.spawn().expect("start the demo"),
+    };
+    world.wait_for_nodes("demo", before + 1);
+
+    let hello = r#"{"name":"Ada"}"#;
+    let err = world.run(&["call", "demo", "Greeter.Hello", hello]).error();
+    assert_eq!(err.code, 401, "{err:?}");
+    let reply = world.run(&["--token", &token, "call", "demo", "Greeter.Hello", hello]);
+    assert_eq!(reply.json()["message"], "Hello, Ada!");
+    let mut with_env = world.micro(&["call", "demo", "Greeter.Hello", hello]);
+    with_env.env("MICRO_AUTH_TOKEN", &token);
+    assert_eq!(support::run(with_env).json()["message"], "Hello, Ada!");
+
+    let (_api, url) = world.serve(&["api", "--address", "127.0.0.1:0"]);
+    post(&url, "/demo/Greeter.Hello", hello).error(401);
+    let reply = http(
+        "POST",
+        &url,
+        "/demo/Greeter.Hello",
+        &[("Authorization", &format!("Bearer {token}")), JSON],
+        hello.as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = http(
+        "POST",
+        &url,
+        "/demo/Greeter.Hello",
+        &[("Authorization", "Bearer forged"), JSON],
+        hello.as_bytes(),
+    );
+    assert_eq!(reply.error(401).id, "micro.auth");
+}
