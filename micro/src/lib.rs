@@ -54,6 +54,8 @@
 //!   from start to shutdown ([`Service::run`]).
 //! - [Deploying on several hosts](docs::deployment): etcd and NATS, the variables each process
 //!   needs, the advertised address, containers.
+//! - [Security](docs::security): TLS between services, bearer tokens and access rules, the
+//!   gateway's guard.
 //! - [Calls](client): discovery cache, selection, outlier ejection, retries, the in-process
 //!   fast path.
 //! - [Events](broker): the brokers and what each guarantees.
