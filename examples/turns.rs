@@ -34,7 +34,6 @@ impl Pricing {
 pub struct Inventory {
     stock: HashMap<String, u64>,
     version: u64,
-    pricing: PricingClient,
 }
 
 #[micro::service(name = "inventory")]
@@ -45,9 +44,12 @@ impl Inventory {
         Ok(self.stock.get(&sku).copied().unwrap_or(0))
     }
 
-    /// The I/O a reservation needs, done in a read turn: a call to another service.
-    pub async fn quote(&self, sku: String) -> micro::Result<Quote> {
-        let cents = self.pricing.price(sku.clone()).await?;
+    /// The I/O a reservation needs, done in a read turn: a call to another service, through
+    /// the service's own client.
+    pub async fn quote(&self, ctx: &micro::Context, sku: String) -> micro::Result<Quote> {
+        let cents = PricingClient::new(ctx.client().clone())
+            .price(sku.clone())
+            .await?;
         Ok(Quote {
             sku,
             cents,
@@ -76,15 +78,14 @@ impl Inventory {
 
 #[tokio::main]
 async fn main() -> micro::Result<()> {
-    let pricing = micro::Service::new("pricing")
-        .handle(Pricing)
-        .start()
-        .await?;
-    let inventory = micro::Service::new("inventory")
+    // One runtime: the inventory service finds the pricing service in-process.
+    let runtime = micro::Runtime::in_memory();
+    let pricing = runtime.service("pricing").handle(Pricing).start().await?;
+    let inventory = runtime
+        .service("inventory")
         .handle(Inventory {
             stock: HashMap::from([("kettle".to_owned(), 3)]),
             version: 0,
-            pricing: PricingClient::new(pricing.client()),
         })
         .start()
         .await?;

@@ -51,7 +51,7 @@ fn describe_shows_the_consignment_fields_and_the_registry_holds_go_micro_values(
         .collect();
     assert_eq!(
         rows[1].join(" "),
-        "Stores a consignment, giving it an id if it has none."
+        "Stores a consignment on a vessel that can carry it, giving it an id if it has none."
     );
     for row in [
         vec!["request", "Consignment"],
@@ -125,7 +125,7 @@ fn describe_shows_the_consignment_fields_and_the_registry_holds_go_micro_values(
     );
     assert_eq!(
         create["metadata"]["description"],
-        "Stores a consignment, giving it an id if it has none."
+        "Stores a consignment on a vessel that can carry it, giving it an id if it has none."
     );
     let schema: micro::registry::Value =
         serde_json::from_value(create["request"].clone()).expect("a registry Value");

@@ -136,10 +136,9 @@ fn the_python_sdk_lists_shippy_as_tools_and_creates_a_consignment_through_one() 
     };
     let create = tool("shippy_service_consignment_Shipping_CreateConsignment");
     assert!(
-        create["description"]
-            .as_str()
-            .unwrap()
-            .starts_with("Stores a consignment, giving it an id if it has none."),
+        create["description"].as_str().unwrap().starts_with(
+            "Stores a consignment on a vessel that can carry it, giving it an id if it has none."
+        ),
         "{create}"
     );
     let schema = &create["inputSchema"];

@@ -45,6 +45,8 @@
 //!
 //! # Guides
 //!
+//! - [The runtime](runtime): what services and clients share, as one value, and the one
+//!   rule of precedence between code, variables and flags.
 //! - [Writing handlers](docs::handlers): which methods become endpoints, their shapes,
 //!   context, errors, event handlers (`#[micro::subscribe]`), idempotent handlers, and what
 //!   the macros reject.
@@ -56,11 +58,12 @@
 //!   needs, the advertised address, containers.
 //! - [Security](docs::security): TLS between services, bearer tokens and access rules, the
 //!   gateway's guard.
-//! - [Calls](client): discovery cache, selection, outlier ejection, retries, the in-process
-//!   fast path.
+//! - [Calls](client): the client's tower stack: deadline, retry policy, discovery cache,
+//!   selection, outlier ejection, the in-process fast path.
+//! - [Layers](middleware): any tower layer around calls and around a service's requests.
 //! - [Events](broker): the brokers and what each guarantees.
 //! - The [wire format](wire) and the pluggable parts: [`registry`] (host-local default,
-//!   memory, etcd, NATS), [`selector`], [`transport`], [`codec`], [`middleware`].
+//!   memory, etcd, NATS), [`selector`], [`transport`], [`codec`].
 //!
 //! # Cargo features
 //!

@@ -42,12 +42,12 @@
 //! wins and a warning says which setting was ignored.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use dashmap::DashMap;
 
 use crate::broker::Broker;
-use crate::client::{Client, ClientBuilder};
+use crate::client::{Client, ClientBuilder, WeakClient};
 use crate::config::{ConfigError, Options};
 use crate::discovery::Cache;
 use crate::registry::Registry;
@@ -73,7 +73,8 @@ struct Shared {
     memory: Memory,
     hosted: Hosted,
     cache: Arc<Cache>,
-    client: OnceLock<Client>,
+    /// The client `client()` hands out, while anyone holds it: a strong one would be a cycle.
+    client: Mutex<WeakClient>,
     /// Dials nodes registered with `transport=tls`.
     tls: Option<Arc<dyn Transport>>,
     /// Attached to every call this runtime's clients make.
@@ -224,15 +225,19 @@ impl Runtime {
         Service::new(name).runtime(self.clone())
     }
 
-    /// The runtime's client: shares the registry cache and the connections of every other
-    /// client taken from this runtime, and calls services of this runtime in-process.
+    /// The runtime's client: the same one (its connections and settings) for every caller
+    /// while any of them holds it; it shares the runtime's registry cache and calls the
+    /// runtime's services in-process.
     ///
     /// See the [module docs](self).
     pub fn client(&self) -> Client {
-        self.inner
-            .client
-            .get_or_init(|| ClientBuilder::with_runtime(self.clone()).build())
-            .clone()
+        let mut shared = self.inner.client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = shared.upgrade() {
+            return client;
+        }
+        let client = ClientBuilder::with_runtime(self.clone()).build();
+        *shared = client.downgrade();
+        client
     }
 
     /// A builder for a client of this runtime with settings of its own (timeout, retries,
@@ -357,7 +362,7 @@ impl Runtime {
                 memory: self.inner.memory.clone(),
                 hosted: self.inner.hosted.clone(),
                 cache,
-                client: OnceLock::new(),
+                client: Mutex::default(),
                 tls: self.inner.tls.clone(),
                 token: self.inner.token.clone(),
                 tls_settings: self.inner.tls_settings.clone(),
@@ -541,7 +546,7 @@ impl RuntimeBuilder {
                 transport,
                 memory,
                 hosted: Hosted::default(),
-                client: OnceLock::new(),
+                client: Mutex::default(),
                 tls,
                 tls_settings,
                 token,

@@ -13,6 +13,8 @@ use micro::registry::{MemoryRegistry, Registry, RegistryError, Service, Watcher}
 struct Counting {
     inner: MemoryRegistry,
     lookups: AtomicUsize,
+    /// Watches that are open: events from now on reach them.
+    watching: AtomicUsize,
 }
 
 impl Registry for Counting {
@@ -44,7 +46,11 @@ impl Registry for Counting {
         self.inner.list_services()
     }
     fn watch<'a>(&'a self, s: Option<&'a str>) -> BoxFuture<'a, Result<Watcher, RegistryError>> {
-        self.inner.watch(s)
+        Box::pin(async move {
+            let watcher = self.inner.watch(s).await;
+            self.watching.fetch_add(1, Ordering::SeqCst);
+            watcher
+        })
     }
 }
 
@@ -102,8 +108,11 @@ async fn a_node_that_appears_later_gets_calls_through_the_watch_without_a_new_lo
     let first = start(&registry, 1).await;
     let client = client(&registry);
     assert_eq!(client.who().await.unwrap(), 1);
-    // Let the client's watch start before the second node registers.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The client's watch is open before the second node registers.
+    tests::wait_until("the client's watch", Duration::from_secs(10), || {
+        registry.watching.load(Ordering::SeqCst) > 0
+    })
+    .await;
 
     let second = start(&registry, 2).await;
     let begin = Instant::now();

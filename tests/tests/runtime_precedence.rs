@@ -166,3 +166,37 @@ async fn dropping_a_running_service_ends_its_tasks() {
         .unwrap_err();
     assert!(matches!(err.code, 502 | 503), "{err}");
 }
+
+/// A client can open its connections before the first call; dropping it closes them (its
+/// reader and writer tasks end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connects_eagerly_and_dropping_it_closes_its_connections() {
+    use tokio::io::AsyncReadExt;
+
+    let runtime = micro::Runtime::in_memory();
+    // A node that is only a socket: it shows what the client does with its connection.
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let record = micro::registry::Service {
+        name: "bare".into(),
+        nodes: vec![micro::registry::Node {
+            id: "bare-1".into(),
+            address: socket.local_addr().unwrap().to_string(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    runtime.registry().register(&record, None).await.unwrap();
+    let client = runtime.client_builder().build();
+    assert_eq!(client.connect("bare").await.unwrap(), 1);
+    let (mut accepted, _) = tokio::time::timeout(Duration::from_secs(10), socket.accept())
+        .await
+        .expect("the client dialled before any call")
+        .unwrap();
+    drop(client);
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), accepted.read(&mut buf))
+        .await
+        .expect("the connection closes when the client is dropped");
+    assert_eq!(read.unwrap(), 0, "end of stream");
+    assert!(runtime.client().connect("nobody").await.is_err());
+}

@@ -110,7 +110,7 @@ impl EmbeddedBroker {
     /// (as `MICRO_SERVER_INTERFACE`).
     ///
     /// ```
-    /// let broker = micro::broker::EmbeddedBroker::new(micro::registry::default_registry())
+    /// let broker = micro::broker::EmbeddedBroker::new(std::sync::Arc::new(micro::registry::MemoryRegistry::new()))
     ///     .address(":0")
     ///     .interface("eth0");
     /// # drop(broker);

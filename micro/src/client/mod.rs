@@ -386,6 +386,17 @@ impl Default for Client {
     }
 }
 
+/// A client that does not keep its runtime alive: how a runtime remembers the client it
+/// hands out without a cycle (the client holds the runtime).
+#[derive(Debug, Default)]
+pub(crate) struct WeakClient(std::sync::Weak<Inner>);
+
+impl WeakClient {
+    pub(crate) fn upgrade(&self) -> Option<Client> {
+        self.0.upgrade().map(|inner| Client { inner })
+    }
+}
+
 /// What a call asks of the client beyond its request: set through [`Call`]'s methods.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CallOptions {
@@ -415,6 +426,10 @@ impl Client {
     /// See [`ClientBuilder`] for an example.
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakClient {
+        WeakClient(Arc::downgrade(&self.inner))
     }
 
     /// The runtime this client belongs to.

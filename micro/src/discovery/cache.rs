@@ -20,7 +20,10 @@ const UNWATCHED_TTL: Duration = Duration::from_secs(1);
 const WATCHED_TTL: Duration = Duration::from_secs(30);
 /// Services whose answers are kept at once. Callers choose the names they look up (a
 /// gateway passes on whatever a request names), so the table is pruned past this size.
+#[cfg(not(test))]
 const MAX_ENTRIES: usize = 4096;
+#[cfg(test)]
+const MAX_ENTRIES: usize = 64;
 
 const IDLE: u8 = 0;
 const STARTING: u8 = 1;
@@ -239,5 +242,47 @@ async fn retry_later(weak: Weak<Cache>, stop: CancellationToken) {
                 cache.watch.store(IDLE, Ordering::Release);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{MemoryRegistry, Node};
+
+    /// A gateway passes on whatever name a request holds: lookups of names that serve
+    /// nothing, and of many that do, leave bounded tables behind.
+    #[tokio::test]
+    async fn lookups_of_many_names_leave_bounded_tables() {
+        let registry = Arc::new(MemoryRegistry::new());
+        let cache = Arc::new(Cache::new(registry.clone()));
+        for i in 0..10_000 {
+            let name: Arc<str> = format!("nobody-{i}").into();
+            assert!(cache.lookup(&name).await.is_err());
+        }
+        assert_eq!((cache.entries.len(), cache.fetching.len()), (0, 0));
+        for i in 0..MAX_ENTRIES + 100 {
+            let service = Service {
+                name: format!("svc-{i}"),
+                nodes: vec![Node {
+                    id: format!("n-{i}"),
+                    address: "127.0.0.1:1".into(),
+                    ..Node::default()
+                }],
+                ..Service::default()
+            };
+            registry.register(&service, None).await.unwrap();
+            cache.lookup(&service.name.as_str().into()).await.unwrap();
+        }
+        assert!(
+            cache.entries.len() <= MAX_ENTRIES,
+            "{}",
+            cache.entries.len()
+        );
+        assert!(
+            cache.fetching.len() <= MAX_ENTRIES,
+            "{}",
+            cache.fetching.len()
+        );
     }
 }

@@ -67,6 +67,9 @@ impl Selector for Random {
     }
 }
 
+/// Services whose turn [`RoundRobin`] remembers at once.
+const MAX_SERVICES: usize = 4096;
+
 /// Each node in turn, with a separate turn per service.
 ///
 /// See the [module docs](self) for an example.
@@ -82,11 +85,17 @@ impl Selector for RoundRobin {
         }
         let n = match self.next.get(service) {
             Some(counter) => counter.fetch_add(1, Ordering::Relaxed),
-            None => self
-                .next
-                .entry(service.to_owned())
-                .or_default()
-                .fetch_add(1, Ordering::Relaxed),
+            None => {
+                // Services come and go; a turn is cheap to lose, so the table never grows
+                // past a bound.
+                if self.next.len() >= MAX_SERVICES {
+                    self.next.clear();
+                }
+                self.next
+                    .entry(service.to_owned())
+                    .or_default()
+                    .fetch_add(1, Ordering::Relaxed)
+            }
         };
         Some(n % nodes.len())
     }
@@ -106,6 +115,8 @@ impl Selector for RoundRobin {
 /// let next = p2c.select("svc", &nodes).unwrap();
 /// assert_ne!(busy, next, "the idle node wins");
 /// p2c.report("svc", &nodes[busy], Ok(()));
+/// p2c.report("svc", &nodes[next], Ok(()));
+/// assert_eq!(p2c.tracked(), 0, "idle nodes are not remembered");
 /// ```
 #[derive(Debug, Default)]
 pub struct LeastOutstanding {
@@ -113,6 +124,13 @@ pub struct LeastOutstanding {
 }
 
 impl LeastOutstanding {
+    /// Nodes with calls in flight, as this selector counts them.
+    ///
+    /// See the [type-level example](Self).
+    pub fn tracked(&self) -> usize {
+        self.in_flight.len()
+    }
+
     fn load(&self, node: &Node) -> usize {
         self.in_flight
             .get(&node.address)
@@ -146,6 +164,9 @@ impl Selector for LeastOutstanding {
         if let Some(n) = self.in_flight.get(&node.address) {
             let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
         }
+        // Idle nodes leave the table, so addresses that come and go never pile up.
+        self.in_flight
+            .remove_if(&node.address, |_, n| n.load(Ordering::Relaxed) == 0);
     }
 }
 
