@@ -86,7 +86,12 @@ struct Shared {
 #[cfg(feature = "tls")]
 type TlsSettings = Option<crate::transport::Tls>;
 #[cfg(not(feature = "tls"))]
-type TlsSettings = ();
+type TlsSettings = NoTls;
+
+/// What a build without TLS keeps of TLS settings: nothing.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+struct NoTls;
 
 /// The services this runtime (and the runtimes derived from it) serve, by node id: a call
 /// whose selected node is one of these skips the network.
@@ -584,7 +589,7 @@ fn tls_from(
 
 #[cfg(not(feature = "tls"))]
 fn tls_from(_: &RuntimeBuilder, _: &Options) -> (Option<Arc<dyn Transport>>, TlsSettings) {
-    (None, ())
+    (None, NoTls)
 }
 
 /// Warns when a setting names another backend than the object passed in code.
