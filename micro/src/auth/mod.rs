@@ -20,9 +20,7 @@
 //! priority decides, and no matching rule means no access.
 //!
 //! ```
-//! # #[cfg(feature = "jwt")] {
-//! use std::time::Duration;
-//! use micro::auth::{Access, Account, AuthLayer, Jwt, Resource, Rule, Rules};
+//! use micro::auth::{Access, Account, AuthLayer, Authenticate, Resource, Rule, Rules};
 //! use micro::prelude::*;
 //!
 //! #[derive(Default)]
@@ -33,27 +31,35 @@
 //!     pub async fn peek(&self) -> micro::Result<String> { Ok("gold".into()) }
 //! }
 //!
+//! // Fixed tokens for the example; in production, `micro::auth::Jwt` (feature `jwt`).
+//! #[derive(Debug)]
+//! struct Tokens;
+//! impl Authenticate for Tokens {
+//!     fn inspect(&self, token: &str) -> Result<Account, micro::Error> {
+//!         match token {
+//!             "ada-token" => Ok(Account::new("ada").scope("vault.read")),
+//!             "bob-token" => Ok(Account::new("bob")),
+//!             _ => Err(micro::Error::unauthorized("vault", "unknown token")),
+//!         }
+//!     }
+//! }
+//!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
-//! let jwt = Jwt::hs256(b"a secret of at least 32 bytes, please!");
 //! let rules = Rules::new([Rule::new(Resource::service("vault", "Vault.*"), "vault.read", Access::Granted)]);
 //! let runtime = micro::Runtime::in_memory();
 //! let service = runtime.service("vault")
 //!     .handle(Vault)
-//!     .layer(AuthLayer::new(jwt.clone(), rules))
+//!     .layer(AuthLayer::new(Tokens, rules))
 //!     .start().await?;
 //!
 //! let vault = VaultClient::new(runtime.client());
-//! let reader = jwt.issue(&Account::new("ada").scope("vault.read"), Duration::from_secs(60))?;
-//! let gold = vault.peek().metadata("Authorization", format!("Bearer {reader}")).await?;
+//! let gold = vault.peek().metadata("Authorization", "Bearer ada-token").await?;
 //! assert_eq!(gold, "gold");
-//!
 //! assert_eq!(vault.peek().await.unwrap_err().code, 401); // no token
-//! let other = jwt.issue(&Account::new("bob"), Duration::from_secs(60))?;
-//! let refused = vault.peek().metadata("Authorization", format!("Bearer {other}")).await;
+//! let refused = vault.peek().metadata("Authorization", "Bearer bob-token").await;
 //! assert_eq!(refused.unwrap_err().code, 403); // no `vault.read` scope
 //! # service.stop().await;
 //! # Ok(()) }
-//! # }
 //! ```
 
 #[cfg(feature = "jwt")]
