@@ -196,8 +196,11 @@ impl Bucket {
     }
 
     fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.take_at(Instant::now())
+    }
+
+    fn take_at(&mut self, now: Instant) -> bool {
+        let earned = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + earned).min(self.rate);
         self.last = now;
         if self.tokens >= 1.0 {
@@ -345,6 +348,97 @@ pub(crate) async fn serve(command: &str, address: &str, app: Router) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn guard(allowed: &[&str], cors: &[&str]) -> Arc<Guard> {
+        let args = GuardArgs {
+            allowed_hosts: allowed.iter().map(|h| (*h).to_owned()).collect(),
+            require_token: false,
+            max_concurrent: 1,
+            rate_limit: 0,
+        };
+        let cors: Vec<String> = cors.iter().map(|o| (*o).to_owned()).collect();
+        Guard::new("test", &args, &cors)
+    }
+
+    #[test]
+    fn hosts_are_ip_addresses_localhost_or_allowed_names() {
+        let g = guard(&["gw.internal"], &[]);
+        for ok in [
+            "127.0.0.1:8080",
+            "10.0.0.7",
+            "[::1]:8080",
+            "[fd00::7]",
+            "localhost:8080",
+            "app.localhost",
+            "gw.internal:8080",
+            "gw.internal",
+        ] {
+            assert!(g.host_allowed(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "[not-an-ip]",
+            "gw.internal.evil.example",
+        ] {
+            assert!(!g.host_allowed(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn origins_are_the_servers_own_or_given() {
+        let g = guard(&[], &["http://app.test"]);
+        assert!(g.origin_allowed("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
+        assert!(g.origin_allowed("https://127.0.0.1:8080", Some("127.0.0.1:8080")));
+        assert!(g.origin_allowed("http://app.test", Some("127.0.0.1:8080")));
+        assert!(!g.origin_allowed("http://127.0.0.1:9999", Some("127.0.0.1:8080")));
+        assert!(!g.origin_allowed("null", Some("127.0.0.1:8080")));
+        assert!(!g.origin_allowed("http://evil.example", None));
+        assert!(guard(&[], &["*"]).origin_allowed("http://evil.example", None));
+    }
+
+    #[test]
+    fn bodies_must_be_declared_json() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(json_body(&headers(&[("content-type", "application/json")])));
+        assert!(json_body(&headers(&[(
+            "content-type",
+            "Application/JSON; charset=utf-8"
+        )])));
+        assert!(json_body(&headers(&[(
+            "content-type",
+            "application/vnd.api+json"
+        )])));
+        assert!(!json_body(&headers(&[("content-type", "text/plain")])));
+        assert!(!json_body(&headers(&[(
+            "content-type",
+            "application/x-www-form-urlencoded"
+        )])));
+        assert!(json_body(&headers(&[])), "no body, no type");
+        assert!(json_body(&headers(&[("content-length", "0")])));
+        assert!(!json_body(&headers(&[("content-length", "2")])));
+        assert!(!json_body(&headers(&[("transfer-encoding", "chunked")])));
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_seconds_worth_at_once_then_the_rate() {
+        let mut bucket = Bucket::new(5);
+        let start = bucket.last;
+        assert_eq!((0..10).filter(|_| bucket.take_at(start)).count(), 5);
+        let later = start + Duration::from_millis(400);
+        assert_eq!((0..10).filter(|_| bucket.take_at(later)).count(), 2);
+        // Idle for long: still one second's worth, no more.
+        let much_later = start + Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| bucket.take_at(much_later)).count(), 5);
+    }
 
     #[test]
     fn empty_bodies_are_null_and_codes_map_to_statuses() {

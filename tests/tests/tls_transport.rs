@@ -288,3 +288,45 @@ async fn tls_configured_by_micro_variables_serves_dials_and_reloads() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_dialing_a_plaintext_server_says_so() {
+    let pki = Pki::new("tls-to-plaintext CA");
+    let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
+    let plain = Runtime::builder()
+        .registry(registry.clone())
+        .build(Default::default())
+        .service("plain-counter")
+        .rename()
+        .address("127.0.0.1:0")
+        .drain(std::time::Duration::ZERO)
+        .handle(Counter::new())
+        .start()
+        .await
+        .unwrap();
+    // A record that claims tls for the plaintext server's address.
+    let mut record = plain.record().clone();
+    record.name = "claims-tls".into();
+    record.nodes[0].id = "claims-tls-1".into();
+    record.nodes[0]
+        .metadata
+        .insert("transport".into(), "tls".into());
+    registry
+        .register(&record, Some(std::time::Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let runtime = Runtime::builder()
+        .registry(registry.clone())
+        .tls(pki.client())
+        .build(Default::default());
+    let client =
+        CounterClient::with_service(runtime.client_builder().retries(0).build(), "claims-tls");
+    let err = client.add(1).await.unwrap_err();
+    assert!(
+        err.detail.contains("does not speak tls")
+            || err.detail.contains("during the tls handshake"),
+        "{err}"
+    );
+    assert_eq!(plain.stats()[0].calls, 0);
+    plain.stop().await;
+}
