@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Like any service it takes the `MICRO_*` variables and flags (`--server_name` to register
-//! under another name, `--registry_address` for another registry directory).
+//! under another name, `--registry_address` for another registry directory). With
+//! `DEMO_AUTH_SECRET` set, every call needs a JWT signed with that secret (HS256), as
+//! `micro --token` sends it.
 
 use std::time::Duration;
 
@@ -86,9 +88,12 @@ async fn main() -> micro::Result<()> {
                 .unwrap_or_else(|_| "micro=info".into()),
         )
         .init();
-    Service::new("demo")
-        .version("1.0.0")
-        .handle(Greeter::default())
-        .run()
-        .await
+    let mut service = Service::new("demo").version("1.0.0");
+    if let Ok(secret) = std::env::var("DEMO_AUTH_SECRET") {
+        service = service.layer(micro::auth::AuthLayer::new(
+            micro::auth::Jwt::hs256(secret),
+            micro::auth::Rules::default(),
+        ));
+    }
+    service.handle(Greeter::default()).run().await
 }

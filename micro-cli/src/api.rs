@@ -7,6 +7,11 @@
 //! status: a body that is not JSON is 400, a service outside `--allow` 403, an unknown
 //! service or endpoint 404 (a topic outside `--allow_topics` 403 too), a body over `--body_limit` 413, a call past `--timeout` 408.
 //! `GET /health` is 200 while the registry answers.
+//!
+//! A request's `Authorization` header goes with its call, for the service to verify. Before
+//! any of this, the [guard](crate::http::Guard) refuses foreign `Host` names, cross-origin and
+//! non-JSON state-changing requests, requests without a token (`--require_token`) and
+//! requests past the concurrency and rate limits.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -26,7 +31,9 @@ use micro::{Client, Error};
 use crate::Failure;
 use crate::cli::ApiArgs;
 use crate::env::Env;
-use crate::http::{call_endpoint, error_response, json_response, parse_json};
+use crate::http::{
+    Guard, bearer_metadata, call_endpoint, error_response, guard, json_response, parse_json,
+};
 
 const ID: &str = "micro.api";
 
@@ -44,6 +51,7 @@ struct Gateway {
 /// Serves the gateway until Ctrl-C or SIGTERM.
 pub(crate) async fn run(env: Env, args: ApiArgs) -> Result<(), Failure> {
     let cors = Cors::new(&args.cors)?;
+    let guarded = Guard::new(ID, &args.guard, &args.cors);
     let gateway = Gateway {
         client: env.client,
         registry: env.registry,
@@ -65,11 +73,14 @@ pub(crate) async fn run(env: Env, args: ApiArgs) -> Result<(), Failure> {
     if let Some(cors) = cors {
         app = app.layer(middleware::from_fn_with_state(Arc::new(cors), cors_layer));
     }
+    // Outermost: a refused request reaches nothing, not even the CORS layer.
+    let app = app.layer(middleware::from_fn_with_state(guarded, guard));
     crate::http::serve("api", &args.address, app).await
 }
 
 async fn call(
     State(gw): State<Gateway>,
+    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -89,7 +100,11 @@ async fn call(
         Ok(body) => body,
         Err(e) => return error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
     };
-    call_endpoint(&gw.client, ID, &service, &endpoint, &body, gw.timeout).await
+    let metadata = bearer_metadata(&headers);
+    call_endpoint(
+        &gw.client, ID, &service, &endpoint, &body, gw.timeout, metadata,
+    )
+    .await
 }
 
 async fn event(

@@ -57,6 +57,18 @@ pub(crate) struct Global {
     /// Connections kept per node (default 1) [env: MICRO_CLIENT_POOL_SIZE]
     #[arg(long = "client_pool_size", global = true, value_name = "N")]
     client_pool_size: Option<String>,
+    /// Bearer token sent with every call (`Authorization: Bearer …`) [env: MICRO_AUTH_TOKEN]
+    #[arg(long = "token", global = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// CA certificates (PEM file) to verify services that serve TLS [env: MICRO_TLS_CA]
+    #[arg(long = "tls_ca", global = true, value_name = "FILE")]
+    tls_ca: Option<String>,
+    /// Certificate (PEM file) to present to services that require one [env: MICRO_TLS_CERT]
+    #[arg(long = "tls_cert", global = true, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// The certificate's private key (PEM file) [env: MICRO_TLS_KEY]
+    #[arg(long = "tls_key", global = true, value_name = "FILE")]
+    tls_key: Option<String>,
 }
 
 impl Global {
@@ -71,6 +83,10 @@ impl Global {
             ("client_request_timeout", &self.client_request_timeout),
             ("client_retries", &self.client_retries),
             ("client_pool_size", &self.client_pool_size),
+            ("auth_token", &self.token),
+            ("tls_ca", &self.tls_ca),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
         ];
         std::iter::once("micro".to_owned())
             .chain(
@@ -218,6 +234,28 @@ pub(crate) struct ApiArgs {
     /// comma-separated). Without it, no CORS headers are sent.
     #[arg(long, value_name = "ORIGIN", value_delimiter = ',')]
     pub(crate) cors: Vec<String>,
+    #[command(flatten)]
+    pub(crate) guard: GuardArgs,
+}
+
+/// What the gateway and the dashboard let in (see `http::Guard`).
+#[derive(Debug, Args)]
+pub(crate) struct GuardArgs {
+    /// Host names this server answers to besides localhost and IP addresses; requests naming
+    /// another `Host` get 403, so a DNS-rebound web page reaches nothing (repeatable or
+    /// comma-separated).
+    #[arg(long = "allowed_hosts", value_name = "HOST", value_delimiter = ',')]
+    pub(crate) allowed_hosts: Vec<String>,
+    /// Refuse requests without `Authorization: Bearer <token>` (401). The token is passed on
+    /// with each call; the services verify it.
+    #[arg(long = "require_token")]
+    pub(crate) require_token: bool,
+    /// Requests handled at once; past it, 503.
+    #[arg(long = "max_concurrent", default_value_t = 1024, value_name = "N")]
+    pub(crate) max_concurrent: usize,
+    /// Requests accepted per second, 0 for no limit; past it, 429.
+    #[arg(long = "rate_limit", default_value_t = 0, value_name = "N")]
+    pub(crate) rate_limit: u32,
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +267,11 @@ pub(crate) struct WebArgs {
     /// Longest a call from the dashboard may take, such as 2s (default: --client_request_timeout).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub(crate) timeout: Option<Duration>,
+    /// Largest request body accepted: bytes, or with a KiB/MiB suffix.
+    #[arg(long = "body_limit", default_value = "1MiB", value_name = "SIZE", value_parser = size)]
+    pub(crate) body_limit: usize,
+    #[command(flatten)]
+    pub(crate) guard: GuardArgs,
 }
 
 #[derive(Debug, Args)]

@@ -27,8 +27,14 @@ impl Env {
             .map_err(|e| Failure::Usage(e.to_string()))?;
         let registry = micro::registry::from_options(&options);
         let broker = micro::broker::from_options(&options);
-        let mut client = Client::builder()
+        // A runtime of these settings, so that the token (`--token` over `MICRO_AUTH_TOKEN`)
+        // and the TLS settings are the ones resolved here.
+        let runtime = micro::Runtime::builder()
             .registry(registry.clone())
+            .broker(broker.clone())
+            .build(options.clone());
+        let mut client = Client::builder()
+            .runtime(runtime)
             .broker(broker)
             .content_type(ContentType::Json)
             // The toolkit hosts no services: every call crosses the network.

@@ -4,6 +4,8 @@ mod support;
 
 use support::{World, get, http, post};
 
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
 #[test]
 fn a_post_calls_the_endpoint_and_answers_its_json() {
     let world = World::new();
@@ -20,12 +22,20 @@ fn a_post_calls_the_endpoint_and_answers_its_json() {
     // No body is null, which an endpoint taking nothing accepts.
     let reply = http("POST", &url, "/demo/Greeter.Events", &[], b"");
     assert_eq!((reply.status, reply.json()), (200, serde_json::json!([])));
-    // Any content type: the body is read as JSON.
+    // A body must be declared JSON: a `text/plain` one could come from any web page's form.
     let reply = http(
         "POST",
         &url,
         "/demo/Greeter.Sleep",
         &[("Content-Type", "text/plain")],
+        b"1",
+    );
+    reply.error(415);
+    let reply = http(
+        "POST",
+        &url,
+        "/demo/Greeter.Sleep",
+        &[("Content-Type", "application/json; charset=utf-8")],
         b"1",
     );
     assert_eq!((reply.status, reply.json()), (200, serde_json::json!(1)));
@@ -151,7 +161,7 @@ fn cors_answers_preflights_and_marks_replies_for_allowed_origins_only() {
         "POST",
         &url,
         "/demo/Greeter.Hello",
-        &[("Origin", "http://app.test")],
+        &[("Origin", "http://app.test"), JSON],
         br#"{"name":"A"}"#,
     );
     assert_eq!(reply.status, 200);
@@ -164,7 +174,7 @@ fn cors_answers_preflights_and_marks_replies_for_allowed_origins_only() {
         "POST",
         &url,
         "/nope/X.Y",
-        &[("Origin", "http://app.test")],
+        &[("Origin", "http://app.test"), JSON],
         b"{}",
     );
     assert_eq!(err.status, 404);
@@ -174,7 +184,7 @@ fn cors_answers_preflights_and_marks_replies_for_allowed_origins_only() {
         "POST",
         &url,
         "/demo/Greeter.Hello",
-        &[("Origin", "http://evil.test")],
+        &[("Origin", "http://evil.test"), JSON],
         br#"{"name":"A"}"#,
     );
     assert_eq!(stranger.header("access-control-allow-origin"), None);
@@ -185,7 +195,7 @@ fn cors_answers_preflights_and_marks_replies_for_allowed_origins_only() {
         "POST",
         &plain,
         "/demo/Greeter.Hello",
-        &[("Origin", "http://app.test")],
+        &[("Origin", "http://app.test"), JSON],
         br#"{"name":"A"}"#,
     );
     assert_eq!(reply.header("access-control-allow-origin"), None);
@@ -195,7 +205,7 @@ fn cors_answers_preflights_and_marks_replies_for_allowed_origins_only() {
         "POST",
         &any,
         "/demo/Greeter.Hello",
-        &[("Origin", "http://whoever.test")],
+        &[("Origin", "http://whoever.test"), JSON],
         br#"{"name":"A"}"#,
     );
     assert_eq!(reply.header("access-control-allow-origin"), Some("*"));

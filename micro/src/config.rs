@@ -37,6 +37,11 @@
 //! | `MICRO_TRANSPORT` | `--transport` | `tcp` (default), `memory` |
 //! | `MICRO_BROKER` | `--broker` | `embedded` (default), `memory`; with feature `nats`: `nats`, `jetstream` |
 //! | `MICRO_BROKER_ADDRESS` | `--broker_address` | its address; for `embedded`, where its inbox listens |
+//! | `MICRO_TLS_CERT` | `--tls_cert` | this node's certificate chain, a PEM file (feature `tls`; with `MICRO_TRANSPORT=tls`, services serve it) |
+//! | `MICRO_TLS_KEY` | `--tls_key` | the certificate's private key, a PEM file |
+//! | `MICRO_TLS_CA` | `--tls_ca` | the CA certificates that sign peers' certificates, a PEM file: clients dial nodes registered with `transport=tls` with it |
+//! | `MICRO_TLS_CLIENT_AUTH` | `--tls_client_auth` | `true`: mutual TLS, clients must present a certificate signed by the CA (default `false`) |
+//! | `MICRO_AUTH_TOKEN` | `--auth_token` | a bearer token this program's clients attach to every call (`Authorization: Bearer …`) |
 //!
 //! Sizes are bytes, or a number with a unit (`512KiB`, `8MiB`, `1GiB`).
 //!
@@ -114,6 +119,16 @@ pub struct Options {
     pub broker: Option<String>,
     /// `MICRO_BROKER_ADDRESS`, `--broker_address`.
     pub broker_address: Option<String>,
+    /// `MICRO_TLS_CERT`, `--tls_cert`.
+    pub tls_cert: Option<String>,
+    /// `MICRO_TLS_KEY`, `--tls_key`.
+    pub tls_key: Option<String>,
+    /// `MICRO_TLS_CA`, `--tls_ca`.
+    pub tls_ca: Option<String>,
+    /// `MICRO_TLS_CLIENT_AUTH`, `--tls_client_auth`.
+    pub tls_client_auth: Option<bool>,
+    /// `MICRO_AUTH_TOKEN`, `--auth_token`.
+    pub auth_token: Option<String>,
     /// `--help` or `-h` was given.
     pub help: bool,
 }
@@ -168,6 +183,7 @@ enum Kind {
     Duration,
     Count,
     Size,
+    Bool,
     OneOf(&'static [&'static str]),
 }
 
@@ -189,7 +205,12 @@ pub const REGISTRIES: &[&str] = &[
     "nats",
 ];
 /// Transports this build knows.
-pub const TRANSPORTS: &[&str] = &["tcp", "memory"];
+pub const TRANSPORTS: &[&str] = &[
+    "tcp",
+    "memory",
+    #[cfg(feature = "tls")]
+    "tls",
+];
 /// Brokers this build knows.
 #[cfg(not(feature = "nats"))]
 pub const BROKERS: &[&str] = &["embedded", "memory"];
@@ -317,6 +338,31 @@ const SPECS: &[Spec] = &[
         name: "broker_address",
         kind: Kind::Text,
         help: "broker address",
+    },
+    Spec {
+        name: "tls_cert",
+        kind: Kind::Text,
+        help: "TLS certificate chain (PEM file)",
+    },
+    Spec {
+        name: "tls_key",
+        kind: Kind::Text,
+        help: "TLS private key (PEM file)",
+    },
+    Spec {
+        name: "tls_ca",
+        kind: Kind::Text,
+        help: "CA certificates that sign peers' certificates (PEM file)",
+    },
+    Spec {
+        name: "tls_client_auth",
+        kind: Kind::Bool,
+        help: "require client certificates (mutual TLS)",
+    },
+    Spec {
+        name: "auth_token",
+        kind: Kind::Text,
+        help: "bearer token attached to every outgoing call",
     },
 ];
 
@@ -450,6 +496,10 @@ impl Options {
                     "server_interface" => self.server_interface = v,
                     "registry_address" => self.registry_address = v,
                     "broker_address" => self.broker_address = v,
+                    "tls_cert" => self.tls_cert = v,
+                    "tls_key" => self.tls_key = v,
+                    "tls_ca" => self.tls_ca = v,
+                    "auth_token" => self.auth_token = v,
                     _ => unreachable!("text setting {}", spec.name),
                 }
             }
@@ -524,6 +574,17 @@ impl Options {
                 match spec.name {
                     "server_write_buffer" => self.server_write_buffer = Some(n),
                     _ => unreachable!("size setting {}", spec.name),
+                }
+            }
+            Kind::Bool => {
+                let v = match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    _ => return Err(err("true or false")),
+                };
+                match spec.name {
+                    "tls_client_auth" => self.tls_client_auth = Some(v),
+                    _ => unreachable!("bool setting {}", spec.name),
                 }
             }
             Kind::OneOf(allowed) => {
@@ -778,6 +839,31 @@ mod tests {
                 "127.0.0.1:4222",
                 Box::new(|o| o.broker_address.as_deref() == Some("127.0.0.1:4222")),
             ),
+            (
+                "tls_cert",
+                "/etc/micro/cert.pem",
+                Box::new(|o| o.tls_cert.as_deref() == Some("/etc/micro/cert.pem")),
+            ),
+            (
+                "tls_key",
+                "/etc/micro/key.pem",
+                Box::new(|o| o.tls_key.as_deref() == Some("/etc/micro/key.pem")),
+            ),
+            (
+                "tls_ca",
+                "/etc/micro/ca.pem",
+                Box::new(|o| o.tls_ca.as_deref() == Some("/etc/micro/ca.pem")),
+            ),
+            (
+                "tls_client_auth",
+                "true",
+                Box::new(|o| o.tls_client_auth == Some(true)),
+            ),
+            (
+                "auth_token",
+                "eyJ.x.y",
+                Box::new(|o| o.auth_token.as_deref() == Some("eyJ.x.y")),
+            ),
         ];
         assert_eq!(cases.len(), SPECS.len(), "a setting has no case");
         for (name, value, check) in &cases {
@@ -801,6 +887,7 @@ mod tests {
             ("server_advertise", "10.0.0.7:port"),
             ("server_interface", " "),
             ("server_metadata", "novalue"),
+            ("tls_client_auth", "sometimes"),
             ("server_drain", "later"),
             ("server_shutdown_timeout", "0s"),
             ("server_max_connections", "0"),
@@ -819,6 +906,10 @@ mod tests {
             ("transport", "carrier-pigeon"),
             ("broker", "kafka"),
             ("broker_address", ""),
+            ("tls_cert", " "),
+            ("tls_key", ""),
+            ("tls_ca", " "),
+            ("auth_token", ""),
         ];
         assert_eq!(bad.len(), SPECS.len(), "a setting has no bad case");
         for (name, value) in bad {

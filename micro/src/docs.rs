@@ -8,3 +8,6 @@ pub mod actors {}
 
 #[doc = include_str!("docs/deployment.md")]
 pub mod deployment {}
+
+#[doc = include_str!("docs/security.md")]
+pub mod security {}

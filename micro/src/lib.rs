@@ -56,6 +56,8 @@
 //!   from start to shutdown ([`Service::run`]).
 //! - [Deploying on several hosts](docs::deployment): etcd and NATS, the variables each process
 //!   needs, the advertised address, containers.
+//! - [Security](docs::security): TLS between services, bearer tokens and access rules, the
+//!   gateway's guard.
 //! - [Calls](client): the client's tower stack: deadline, retry policy, discovery cache,
 //!   selection, outlier ejection, the in-process fast path.
 //! - [Layers](middleware): any tower layer around calls and around a service's requests.
@@ -69,12 +71,15 @@
 //! |---------|------|
 //! | `etcd` | [`registry::EtcdRegistry`] (`MICRO_REGISTRY=etcd`); building needs `protoc` |
 //! | `nats` | [`registry::NatsRegistry`] and [`broker::NatsBroker`] (`MICRO_REGISTRY=nats`, `MICRO_BROKER=nats` or `jetstream`) |
+//! | `tls` | `transport::Tls`: TCP with TLS through rustls (`MICRO_TRANSPORT=tls`, `MICRO_TLS_*`) |
+//! | `jwt` | `auth::Jwt`: JSON Web Tokens for the [`auth`] layer |
 //!
 //! The default build needs no server and no system library.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod addr;
+pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;

@@ -75,7 +75,23 @@ struct Shared {
     cache: Arc<Cache>,
     /// The client `client()` hands out, while anyone holds it: a strong one would be a cycle.
     client: Mutex<WeakClient>,
+    /// Dials nodes registered with `transport=tls`.
+    tls: Option<Arc<dyn Transport>>,
+    /// Attached to every call this runtime's clients make.
+    token: Option<Arc<str>>,
+    /// The TLS settings made from `MICRO_TLS_*` or given to the builder, for reloading.
+    tls_settings: TlsSettings,
 }
+
+#[cfg(feature = "tls")]
+type TlsSettings = Option<crate::transport::Tls>;
+#[cfg(not(feature = "tls"))]
+type TlsSettings = NoTls;
+
+/// What a build without TLS keeps of TLS settings: nothing.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+struct NoTls;
 
 /// The services this runtime (and the runtimes derived from it) serve, by node id: a call
 /// whose selected node is one of these skips the network.
@@ -250,11 +266,50 @@ impl Runtime {
         &self.inner.cache
     }
 
+    /// The bearer token this runtime's clients attach to their calls (`MICRO_AUTH_TOKEN`, or
+    /// [`RuntimeBuilder::token`]).
+    ///
+    /// ```
+    /// let runtime = micro::Runtime::builder().token("eyJ…").build(Default::default());
+    /// assert_eq!(runtime.token(), Some("eyJ…"));
+    /// ```
+    pub fn token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
+    }
+
+    /// Reads the TLS certificate, key and CA files again (`MICRO_TLS_*`, or the settings
+    /// given to [`RuntimeBuilder::tls`]): connections made afterwards use them.
+    /// [`Service::run`] does this on SIGHUP. `Ok(false)` when the runtime has no TLS
+    /// settings.
+    ///
+    /// # Errors
+    /// When a file cannot be read or is not usable; the settings in use stay as they were.
+    ///
+    /// ```
+    /// let runtime = micro::Runtime::new(Default::default());
+    /// assert!(!runtime.reload_tls()?);
+    /// # Ok::<(), micro::transport::TlsError>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn reload_tls(&self) -> Result<bool, crate::transport::TlsError> {
+        match &self.inner.tls_settings {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// The transport that dials a node: the one its registry record names.
     pub(crate) fn transport_named(&self, name: Option<&str>) -> Arc<dyn Transport> {
         match name {
             Some("memory") => Arc::new(self.inner.memory.clone()),
             Some(name) if name == self.inner.transport.name() => self.inner.transport.clone(),
+            Some("tls") => self.inner.tls.clone().unwrap_or_else(|| {
+                Arc::new(crate::transport::Unusable {
+                    name: "tls",
+                    why: Arc::from(NO_TLS),
+                })
+            }),
             _ => Arc::new(Tcp),
         }
     }
@@ -313,10 +368,19 @@ impl Runtime {
                 hosted: self.inner.hosted.clone(),
                 cache,
                 client: Mutex::default(),
+                tls: self.inner.tls.clone(),
+                token: self.inner.token.clone(),
+                tls_settings: self.inner.tls_settings.clone(),
             }),
         }
     }
 }
+
+#[cfg(feature = "tls")]
+const NO_TLS: &str = "the node serves tls, and this client has no tls settings: give it the CA that signs the node's certificate (MICRO_TLS_CA, or RuntimeBuilder::tls)";
+#[cfg(not(feature = "tls"))]
+const NO_TLS: &str =
+    "the node serves tls, and this program was built without micro's `tls` feature";
 
 /// Builds a [`Runtime`]: objects of your own, then the settings.
 ///
@@ -337,6 +401,9 @@ pub struct RuntimeBuilder {
     registry: Option<Arc<dyn Registry>>,
     broker: Option<Arc<dyn Broker>>,
     transport: Option<Arc<dyn Transport>>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::transport::Tls>,
+    token: Option<String>,
 }
 
 impl fmt::Debug for RuntimeBuilder {
@@ -345,7 +412,8 @@ impl fmt::Debug for RuntimeBuilder {
             .field("registry", &self.registry.as_ref().map(|r| r.name()))
             .field("broker", &self.broker.as_ref().map(|b| b.name()))
             .field("transport", &self.transport.as_ref().map(|t| t.name()))
-            .finish()
+            .field("token", &self.token.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -380,6 +448,35 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The TLS settings clients use to dial nodes registered with `transport=tls`, whatever
+    /// the `MICRO_TLS_*` variables say. To serve TLS, pass the same value to
+    /// [`transport`](Self::transport) too.
+    ///
+    /// ```
+    /// let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    /// let tls = micro::transport::Tls::builder().ca_pem(ca.cert.pem()).build()?;
+    /// let runtime = micro::Runtime::builder().tls(tls).build(Default::default());
+    /// # drop(runtime);
+    /// # Ok::<(), micro::transport::TlsError>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, tls: crate::transport::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// A bearer token for this runtime's clients to attach to every call
+    /// (`Authorization: Bearer …`), unless `MICRO_AUTH_TOKEN` gives another. Services of the
+    /// runtime attach it to the calls their handlers make through
+    /// [`Context::client`](crate::Context::client).
+    ///
+    /// See [`Runtime::token`] for an example.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
     /// Finishes with the `MICRO_*` variables of this process.
     ///
     /// # Errors
@@ -408,6 +505,7 @@ impl RuntimeBuilder {
     ///
     /// See the [type-level example](Self).
     pub fn build(self, options: Options) -> Runtime {
+        let (tls, tls_settings) = tls_from(&self, &options);
         let registry = match self.registry {
             Some(given) => {
                 ignored(&options.registry, "MICRO_REGISTRY", given.name());
@@ -428,9 +526,22 @@ impl RuntimeBuilder {
             }
             None => match options.transport.as_deref() {
                 Some("memory") => Arc::new(memory.clone()) as Arc<dyn Transport>,
+                Some("tls") => tls.clone().unwrap_or_else(|| {
+                    Arc::new(crate::transport::Unusable {
+                        name: "tls",
+                        why: Arc::from(
+                            "MICRO_TRANSPORT=tls needs a certificate and its key (MICRO_TLS_CERT, MICRO_TLS_KEY)",
+                        ),
+                    })
+                }),
                 _ => Arc::new(Tcp),
             },
         };
+        let token = options
+            .auth_token
+            .clone()
+            .or(self.token)
+            .map(|t| Arc::<str>::from(t.as_str()));
         Runtime {
             inner: Arc::new(Shared {
                 cache: Arc::new(Cache::new(registry.clone())),
@@ -441,9 +552,44 @@ impl RuntimeBuilder {
                 memory,
                 hosted: Hosted::default(),
                 client: Mutex::default(),
+                tls,
+                tls_settings,
+                token,
             }),
         }
     }
+}
+
+/// The TLS transport for dialing `transport=tls` nodes (the one given in code, else one
+/// made from the `MICRO_TLS_*` settings) and the settings to reload. Settings that fail to
+/// load give a transport that fails with the reason on every use, so the error reaches
+/// whoever uses it.
+#[cfg(feature = "tls")]
+fn tls_from(
+    builder: &RuntimeBuilder,
+    options: &Options,
+) -> (Option<Arc<dyn Transport>>, TlsSettings) {
+    let settings = match &builder.tls {
+        Some(tls) => Ok(Some(tls.clone())),
+        None => crate::transport::Tls::from_options(options),
+    };
+    match settings {
+        Ok(Some(tls)) => (Some(Arc::new(tls.clone())), Some(tls)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            tracing::error!("tls settings unusable: {e}");
+            let unusable = crate::transport::Unusable {
+                name: "tls",
+                why: Arc::from(e.to_string()),
+            };
+            (Some(Arc::new(unusable)), None)
+        }
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_from(_: &RuntimeBuilder, _: &Options) -> (Option<Arc<dyn Transport>>, TlsSettings) {
+    (None, NoTls)
 }
 
 /// Warns when a setting names another backend than the object passed in code.

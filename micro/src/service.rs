@@ -960,7 +960,8 @@ impl Service {
 
     /// Reads flags and variables, starts, serves until Ctrl-C or SIGTERM, then stops cleanly:
     /// deregister, keep serving for the drain period, stop accepting, let in-flight calls
-    /// finish (up to the shutdown timeout). `--help` prints the settings and returns.
+    /// finish (up to the shutdown timeout). `--help` prints the settings and returns. On
+    /// SIGHUP, the TLS certificate, key and CA files are read again (feature `tls`).
     ///
     /// # Errors
     /// As [`start`](Self::start), and for flags that do not parse.
@@ -985,7 +986,10 @@ impl Service {
             self.runtime = Some(runtime);
         }
         let running = self.start().await?;
-        let signal = shutdown_signal().await;
+        let signal = tokio::select! {
+            signal = shutdown_signal() => signal,
+            never = reload_on_hangup(running.runtime.clone()) => match never {},
+        };
         tracing::info!(service = %running.record.name, "{signal}: shutting down");
         running.stop().await;
         Ok(())
@@ -1012,6 +1016,26 @@ fn plan<H: Handler>(workers: usize, limits: Limits) -> Plan<H> {
         reads: or(H::DEF.reads, limits.reads),
         factory: None,
     }
+}
+
+/// Reads the runtime's TLS files again on every SIGHUP, as servers conventionally do; never
+/// returns.
+async fn reload_on_hangup(runtime: Runtime) -> std::convert::Infallible {
+    #[cfg(all(unix, feature = "tls"))]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hangup) = signal(SignalKind::hangup()) {
+            while hangup.recv().await.is_some() {
+                match runtime.reload_tls() {
+                    Ok(true) => tracing::info!("SIGHUP: tls certificates reloaded"),
+                    Ok(false) => tracing::info!("SIGHUP: no tls settings to reload"),
+                    Err(e) => tracing::error!("SIGHUP: tls certificates not reloaded: {e}"),
+                }
+            }
+        }
+    }
+    let _ = runtime;
+    std::future::pending().await
 }
 
 async fn shutdown_signal() -> &'static str {

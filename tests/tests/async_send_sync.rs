@@ -21,6 +21,14 @@ fn public_types_are_send_and_sync() {
     sync::<CounterClient>();
     send::<micro::registry::Watcher>();
     send::<micro::Payload>();
+    send::<micro::transport::Tls>();
+    sync::<micro::transport::Tls>();
+    send::<micro::auth::AuthLayer>();
+    sync::<micro::auth::AuthLayer>();
+    send::<micro::auth::Jwt>();
+    sync::<micro::auth::Jwt>();
+    send::<micro::auth::Rules>();
+    sync::<micro::auth::Rules>();
 }
 
 #[test]

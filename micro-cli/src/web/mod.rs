@@ -10,6 +10,11 @@
 //! | `POST /api/call/{service}/{endpoint}` | the gateway's call, for the form |
 //! | `GET /api/stats/{service}` | `Debug.Stats` of every node, as `micro stats --output json` |
 //! | `GET /health` | 200 while the registry answers |
+//!
+//! The same [guard](crate::http::Guard) as the gateway's stands in front: foreign `Host`
+//! names, cross-origin or non-JSON calls, missing tokens (`--require_token`) and requests
+//! past the limits are refused before any handler runs. A call's `Authorization` header goes
+//! with it.
 
 mod page;
 
@@ -29,7 +34,7 @@ use micro::{Client, Error, Stats};
 use crate::Failure;
 use crate::cli::WebArgs;
 use crate::env::Env;
-use crate::http::{call_endpoint, error_response, json_response};
+use crate::http::{Guard, bearer_metadata, call_endpoint, error_response, guard, json_response};
 use crate::probe::each_node;
 
 const ID: &str = "micro.web";
@@ -57,7 +62,12 @@ pub(crate) async fn run(env: Env, args: WebArgs) -> Result<(), Failure> {
         .route("/assets/style.css", get(style))
         .route("/assets/app.js", get(script))
         .fallback(not_found)
-        .with_state(dashboard);
+        .layer(axum::extract::DefaultBodyLimit::max(args.body_limit))
+        .with_state(dashboard)
+        .layer(axum::middleware::from_fn_with_state(
+            Guard::new(ID, &args.guard, &[]),
+            guard,
+        ));
     crate::http::serve("web", &args.address, app).await
 }
 
@@ -81,11 +91,18 @@ async fn service(State(d): State<Dashboard>, Path(name): Path<String>) -> Respon
 
 async fn call(
     State(d): State<Dashboard>,
+    headers: axum::http::HeaderMap,
     Path((service, endpoint)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let metadata = bearer_metadata(&headers);
     match body {
-        Ok(body) => call_endpoint(&d.client, ID, &service, &endpoint, &body, d.timeout).await,
+        Ok(body) => {
+            call_endpoint(
+                &d.client, ID, &service, &endpoint, &body, d.timeout, metadata,
+            )
+            .await
+        }
         Err(e) => error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
     }
 }

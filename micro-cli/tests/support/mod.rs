@@ -389,9 +389,13 @@ pub(crate) fn http(
     let mut stream = std::net::TcpStream::connect(authority).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    // The authority dialed, unless the test names another host.
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {authority}\r\n"));
+    }
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }

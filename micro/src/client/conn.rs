@@ -26,6 +26,9 @@ struct Calls {
 struct Shared {
     calls: Mutex<Calls>,
     closed: AtomicBool,
+    /// Why the connection failed, for calls that come after: a server that refuses a TLS
+    /// client certificate says so before the first call is even sent.
+    why: std::sync::OnceLock<Error>,
 }
 
 impl Shared {
@@ -34,6 +37,7 @@ impl Shared {
     }
 
     fn fail_all(&self, error: &Error) {
+        let _ = self.why.set(error.clone());
         self.closed.store(true, Ordering::SeqCst);
         let waiting = std::mem::take(&mut self.calls().waiting);
         for (_, waiter) in waiting {
@@ -127,6 +131,9 @@ impl Conn {
     }
 
     fn lost(&self) -> Error {
+        if let Some(why) = self.shared.why.get() {
+            return why.clone();
+        }
         Error::unavailable(
             "micro.client",
             format_args!("connection to {} closed", self.addr),

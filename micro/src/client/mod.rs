@@ -357,7 +357,15 @@ impl ClientBuilder {
         let retrying =
             tower::retry::Retry::new(retry::Policy::new(retries, budget), balance.clone())
                 .map_err(|failure: balance::Failure| failure.error);
-        let stack = crate::middleware::apply(&self.layers, BoxService::new(retrying));
+        let mut layers = self.layers;
+        if let Some(token) = runtime.token() {
+            // Outermost, so the caller's own layers see the token too.
+            layers.insert(
+                0,
+                crate::middleware::boxed(crate::auth::TokenLayer::new(token)),
+            );
+        }
+        let stack = crate::middleware::apply(&layers, BoxService::new(retrying));
         let stack = BoxService::new(deadline::Deadline::new(stack));
         Client {
             inner: Arc::new(Inner {

@@ -2,12 +2,13 @@
 //!
 //! A transport listens on an address and dials addresses; it yields plain byte streams.
 //! Framing, multiplexing and codecs sit above it, so every transport speaks the same
-//! [wire format](crate::wire). Two are built in:
+//! [wire format](crate::wire). Two are built in, a third with the `tls` feature:
 //!
 //! | name | addresses | use |
 //! |------|-----------|-----|
 //! | [`tcp`](Tcp) (default) | `127.0.0.1:8080`, `:8080` (every interface), [more](crate::addr); port 0 picks a free port | between processes and machines |
 //! | [`memory`](Memory) | any name, `memory:greeter` | several services in one process, tests |
+//! | [`tls`](Tls) (feature `tls`) | as `tcp` | TCP with TLS: certificates verified, optionally mutual |
 //!
 //! Nodes record their transport in their registry metadata (`transport`), so a client dials
 //! each node with the right one.
@@ -26,9 +27,13 @@
 
 mod memory;
 mod tcp;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use memory::Memory;
 pub use tcp::Tcp;
+#[cfg(feature = "tls")]
+pub use tls::{Tls, TlsBuilder, TlsError};
 
 use std::fmt;
 use std::io;
@@ -80,7 +85,8 @@ pub trait Listener: Send + fmt::Debug {
     fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxIo, String)>>;
 }
 
-/// The transport named `name` (`tcp` or `memory`).
+/// The transport named `name` (`tcp` or `memory`). A TLS transport needs certificates, so
+/// it is made from settings (`MICRO_TLS_*`) rather than from its name alone.
 ///
 /// ```
 /// assert_eq!(micro::transport::by_name("tcp").unwrap().name(), "tcp");
@@ -91,5 +97,27 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Transport>> {
         "tcp" => Some(Arc::new(Tcp)),
         "memory" => Some(Arc::new(Memory::new())),
         _ => None,
+    }
+}
+
+/// Stands in for a transport that cannot be used, and says why on every use: a node that
+/// names a transport this client has no settings for, or TLS settings that failed to load.
+#[derive(Debug)]
+pub(crate) struct Unusable {
+    pub(crate) name: &'static str,
+    pub(crate) why: Arc<str>,
+}
+
+impl Transport for Unusable {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn listen<'a>(&'a self, _: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move { Err(io::Error::new(io::ErrorKind::InvalidInput, &*self.why)) })
+    }
+
+    fn dial<'a>(&'a self, _: &'a str) -> BoxFuture<'a, io::Result<BoxIo>> {
+        Box::pin(async move { Err(io::Error::new(io::ErrorKind::InvalidInput, &*self.why)) })
     }
 }
