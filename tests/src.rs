@@ -8,6 +8,7 @@ use micro::prelude::*;
 use tokio::sync::Semaphore;
 
 pub mod hosts;
+pub mod streams;
 
 /// A counter with a gate: `wait` blocks its actor until the test adds permits, so tests can
 /// hold a mailbox still and fill it deterministically.

@@ -87,6 +87,7 @@ mod payload;
 pub mod registry;
 pub mod runtime;
 pub mod selector;
+mod stream;
 mod server;
 mod service;
 pub mod transport;
@@ -99,11 +100,14 @@ pub mod __private;
 #[doc(hidden)]
 pub mod __fuzz;
 
-pub use client::{Call, Client, ClientBuilder, Publish};
+pub use client::{Call, Client, ClientBuilder, Publish, StreamCall};
 pub use context::{Context, Metadata, TRACE_ID};
 pub use error::{Error, Result};
-pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message, Reads, Turn};
+pub use handler::{
+    BoxFuture, EndpointDef, Handler, HandlerDef, Message, Reads, StreamKind, Turn,
+};
 pub use payload::Payload;
+pub use stream::{Closed, StreamSender, Streaming};
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use server::{
     DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Router;
+use super::{Router, stream};
 use super::listen::ServerLimits;
 use crate::Error;
 use crate::framed::{FrameReader, ReadError, WriteQueue};
+use crate::stream::mux::Streams;
 use crate::transport::BoxIo;
 use crate::wire::{Frame, Outgoing};
 
@@ -38,10 +39,16 @@ pub(crate) async fn serve(
     let peer: Arc<str> = peer.into();
     let max_in_flight = limits.get_max_in_flight();
     let mut going_away = false;
+    // Acknowledged the go away while streams were open: serve them, then close.
+    let mut acked = false;
+    let streams = Arc::new(Streams::default());
     // The idle clock runs from the last frame read or the last call answered.
     let mut idle_since = Instant::now();
     loop {
         let quiet = tx.in_flight() == 0 && tx.queued_bytes() == 0;
+        if acked && quiet {
+            break;
+        }
         let next = tokio::select! {
             biased;
             _ = shutdown.abort.cancelled() => break,
@@ -82,12 +89,35 @@ pub(crate) async fn serve(
             } => next,
         };
         idle_since = Instant::now();
+        let next = match next {
+            Ok(frame) => {
+                let mut frame = Some(frame);
+                match stream::frame(&streams, &mut frame) {
+                    Ok(true) => continue,
+                    Ok(false) => frame.map(Ok).unwrap_or(Err(ReadError::Closed)),
+                    Err(violation) => {
+                        reject(&tx, &peer, violation.0);
+                        break;
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
         match next {
             Ok(Frame::Request(request)) => {
                 router.dispatch_frame(request, &peer, &tx.for_call());
             }
-            // The peer has sent its last request: everything it sent before is being served.
-            Ok(Frame::GoAwayAck) if going_away => break,
+            Ok(Frame::StreamOpen(request)) => {
+                stream::open(&router, &streams, request, &peer, tx.for_call());
+            }
+            // The peer has sent its last request: everything it sent before is being served,
+            // and its open streams still need their credit and cancel frames read.
+            Ok(Frame::GoAwayAck) if going_away => {
+                if streams.is_empty() {
+                    break;
+                }
+                acked = true;
+            }
             Ok(_) => {
                 reject(&tx, &peer, "unexpected frame from a client");
                 break;
@@ -103,6 +133,8 @@ pub(crate) async fn serve(
             }
         }
     }
+    // Streams still open end with an error (their senders stop), never as if complete.
+    streams.close_all(&Error::unavailable("micro.server", "connection closed"));
     // Replies still being computed hold clones of `tx`; the writer sends them, then closes.
     drop(frames);
     tokio::select! {
