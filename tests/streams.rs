@@ -44,6 +44,16 @@ pub struct Item {
     pub pad: String,
 }
 
+/// A value that refuses to be encoded: it can only travel within one process.
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Opaque(pub u64);
+
+impl Serialize for Opaque {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("opaque values stay in their process"))
+    }
+}
+
 #[micro::service(name = "feed")]
 impl Feed {
     /// Counts from zero, from a task of its own, as fast as the reader lets it.
@@ -90,6 +100,24 @@ impl Feed {
             tally.read.fetch_add(1, Ordering::SeqCst);
             line.map(|line| format!("echo {line}"))
         })))
+    }
+
+    /// Answers the first of the numbers it is sent, and reads no more of them.
+    pub async fn first(&self, mut items: Streaming<u64>) -> micro::Result<u64> {
+        match items.next().await {
+            Some(n) => n,
+            None => Err(micro::Error::bad_request("feed", "no numbers")),
+        }
+    }
+
+    /// Values that cannot be encoded.
+    pub async fn opaque(&self, n: u64) -> micro::Result<Streaming<Opaque>> {
+        Ok(Streaming::iter((0..n).map(Opaque)))
+    }
+
+    /// Where the stream's request came from: `local` in-process, else the peer.
+    pub async fn caller(&self, ctx: &Context) -> micro::Result<Streaming<String>> {
+        Ok(Streaming::iter([ctx.caller().to_owned()]))
     }
 
     /// A plain call, to share the connection with streams.

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
 use micro::Streaming;
-use tests::streams::{CountReq, feed_client, start_feed};
+use tests::streams::{CountReq, Opaque, feed_client, start_feed};
 
 async fn server_stream_delivers_every_item_in_order(name: &str, wire: bool) {
     let (service, tally) = start_feed(name).await;
@@ -82,17 +82,24 @@ async fn bidi_echo_in_process() {
     bidi_echo_answers_each_line_as_it_arrives("stream-bidi-local", false).await;
 }
 
-/// The in-process path hands the typed stream over: no item is encoded.
+/// The in-process path hands the typed stream over: its items are never encoded (these
+/// cannot be), while the same stream over the network fails on its first item.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_streams_are_not_encoded() {
     let (service, _) = start_feed("stream-typed").await;
-    let client = tests::client();
-    let payload = micro::Payload::stream(Streaming::iter([1u64, 2, 3]));
-    assert!(payload.is_stream());
-    let total: u64 = client
-        .client_stream::<u64, u64>("stream-typed".into(), "Feed.Sum", Streaming::iter([1, 2, 3]))
-        .await
-        .unwrap();
-    assert_eq!(total, 6);
+    let local = feed_client("stream-typed", false);
+    let items: Vec<_> = local.opaque(3).await.unwrap().collect().await;
+    let items: Vec<Opaque> = items.into_iter().map(Result::unwrap).collect();
+    assert_eq!(items, [Opaque(0), Opaque(1), Opaque(2)]);
+    let mut caller = local.caller().await.unwrap();
+    assert_eq!(caller.next().await.unwrap().unwrap(), "local");
+
+    let wire = feed_client("stream-typed", true);
+    let mut caller = wire.caller().await.unwrap();
+    assert_ne!(caller.next().await.unwrap().unwrap(), "local");
+    let mut items = wire.opaque(3).await.unwrap();
+    let error = items.next().await.unwrap().unwrap_err();
+    assert!(error.detail.contains("opaque values stay"), "{error:?}");
+    assert!(items.next().await.is_none());
     service.stop().await;
 }

@@ -51,7 +51,12 @@ pub(crate) async fn serve(
         }
         let next = tokio::select! {
             biased;
-            _ = shutdown.abort.cancelled() => break,
+            _ = shutdown.abort.cancelled() => {
+                // Out of time: streams end with a reason rather than a cut connection.
+                let error = Error::unavailable("micro.server", "the service is shutting down");
+                streams.end_all(&tx, &error);
+                break;
+            }
             _ = tx.closed() => break,
             _ = shutdown.drain.cancelled(), if !going_away => {
                 going_away = true;

@@ -173,6 +173,26 @@ impl Streams {
         }
     }
 
+    /// Ends every stream we send on with `error`, told to the peer, and reads no more of
+    /// theirs: how a server that cannot wait any longer ends its streams.
+    pub(crate) fn end_all(&self, tx: &WriteQueue, error: &Error) {
+        let open = {
+            let mut table = self.table();
+            table.closed = true;
+            std::mem::take(&mut table.open)
+        };
+        for (id, entry) in open {
+            if entry.outbound.is_some() {
+                let _ = tx.send(Outgoing::Error {
+                    id,
+                    error: error.clone(),
+                    not_run: false,
+                });
+            }
+            entry.finish(Err(error.clone()));
+        }
+    }
+
     /// The connection ended: every stream ends with `error`, and nothing more opens.
     pub(crate) fn close_all(&self, error: &Error) {
         let open = {
