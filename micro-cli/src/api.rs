@@ -7,6 +7,12 @@
 //! status: a body that is not JSON is 400, a service outside `--allow` 403, an unknown
 //! service or endpoint 404 (a topic outside `--allow_topics` 403 too), a body over `--body_limit` 413, a call past `--timeout` 408.
 //! `GET /health` is 200 while the registry answers.
+//!
+//! `POST /stream/{service}/{endpoint}` with a JSON body opens a server stream and answers with
+//! Server-Sent Events: each reply is a `message` event whose data is its JSON; the stream
+//! ends with an `end` event (a clean end) or an `error` event whose data is micro's error
+//! JSON. A stream that cannot open answers like a call that failed. Closing the response
+//! cancels the stream, which stops its producer.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -57,6 +63,7 @@ pub(crate) async fn run(env: Env, args: ApiArgs) -> Result<(), Failure> {
     let mut app = Router::new()
         .route("/health", get(health))
         .route("/event/{topic}", post(event))
+        .route("/stream/{service}/{endpoint}", post(stream))
         .route("/{service}/{endpoint}", post(call))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -90,6 +97,81 @@ async fn call(
         Err(e) => return error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
     };
     call_endpoint(&gw.client, ID, &service, &endpoint, &body, gw.timeout).await
+}
+
+async fn stream(
+    State(gw): State<Gateway>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+
+    let Path((service, endpoint)) = match path {
+        Ok(path) => path,
+        Err(e) => return error_response(&Error::bad_request(ID, e.body_text())),
+    };
+    if let Some(allow) = &gw.allow {
+        if !allow.contains(&service) {
+            return error_response(&Error::forbidden(
+                ID,
+                format_args!("service {service} is not exposed by this gateway"),
+            ));
+        }
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
+    };
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Null
+    } else {
+        match parse_json(&body) {
+            Ok(request) => request,
+            Err(e) => {
+                return error_response(&Error::bad_request(
+                    ID,
+                    format_args!("the request body is not valid JSON: {e}"),
+                ));
+            }
+        }
+    };
+    let mut call = gw
+        .client
+        .server_stream::<serde_json::Value, serde_json::Value>(service.into(), endpoint, request)
+        .content_type(micro::codec::ContentType::Json);
+    if let Some(timeout) = gw.timeout {
+        call = call.timeout(timeout);
+    }
+    let replies = match call.await {
+        Ok(replies) => replies,
+        Err(err) => return error_response(&err),
+    };
+    // Each reply an event; then exactly one `end` or `error` event, and the response ends.
+    let events = replies
+        .map(Some)
+        .chain(futures_util::stream::iter([None]))
+        .scan(false, |done, item| {
+            if *done {
+                return std::future::ready(None);
+            }
+            let event = match item {
+                Some(Ok(reply)) => Event::default().data(reply.to_string()),
+                Some(Err(err)) => {
+                    *done = true;
+                    Event::default().event("error").data(format!("{err:#}"))
+                }
+                None => {
+                    *done = true;
+                    Event::default().event("end").data("{}")
+                }
+            };
+            std::future::ready(Some(Ok::<_, std::convert::Infallible>(event)))
+        });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 async fn event(
