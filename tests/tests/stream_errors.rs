@@ -154,3 +154,46 @@ async fn a_stream_finishes_while_its_service_stops() {
     assert_eq!(next, 20_000, "every item, then a clean end");
     stopping.await.unwrap();
 }
+
+/// Regression: a client stream is one call from its first request to its reply, so the
+/// client's call timeout, which bounds opening a stream, must not cut a long upload short.
+#[tokio::test(start_paused = true)]
+async fn a_client_stream_may_outlast_the_call_timeout_in_process() {
+    let (service, _) = start_feed("stream-long-upload").await;
+    let feed = feed_client("stream-long-upload", false);
+    let (numbers, requests) = Streaming::channel(1);
+    tokio::spawn(async move {
+        for n in [1u64, 2, 3] {
+            numbers.send(n).await.unwrap();
+            // Twice the client's 5 s timeout between numbers, on the paused clock.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+    });
+    assert_eq!(feed.sum(requests).await.unwrap(), 6);
+    service.stop().await;
+}
+
+/// The same over the network, with a client whose call timeout is short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stream_may_outlast_the_call_timeout_over_the_network() {
+    let (service, tally) = start_feed("stream-long-upload-wire").await;
+    let client = tests::client_builder()
+        .fast_path(false)
+        .timeout(Duration::from_millis(50))
+        .build();
+    let feed = tests::streams::FeedClient::with_service(client, "stream-long-upload-wire");
+    let (numbers, requests) = Streaming::channel(1);
+    let read = tally.clone();
+    tokio::spawn(async move {
+        numbers.send(1u64).await.unwrap();
+        tests::wait_until("the first number read", Duration::from_secs(10), || {
+            read.read.load(std::sync::atomic::Ordering::SeqCst) == 1
+        })
+        .await;
+        // Past the 50 ms call timeout before the upload ends: not a synchronisation.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        numbers.send(2).await.unwrap();
+    });
+    assert_eq!(feed.sum(requests).await.unwrap(), 3);
+    service.stop().await;
+}

@@ -554,7 +554,7 @@ impl Client {
             service,
             endpoint,
             std::mem::take(&mut opts.metadata),
-            Some(deadline),
+            stream::call_deadline(&opts, deadline),
             payload,
         );
         if opts.content_type.is_none() {

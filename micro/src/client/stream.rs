@@ -146,6 +146,21 @@ impl<Out: Send + 'static> IntoFuture for StreamCall<Out> {
     }
 }
 
+/// The deadline of a call through the client's stack. Opening a stream is bounded like a
+/// call, but a stream of requests is one call from its first request to its reply: only
+/// the stream's own deadline bounds it (and the deadline of the call being served, which
+/// `deadline` already holds when it is the sooner).
+pub(super) fn call_deadline(opts: &CallOptions, deadline: Instant) -> Option<Instant> {
+    if opts.stream & FLAG_REQUEST_STREAM == 0 {
+        return Some(deadline);
+    }
+    let parent = crate::Context::current().and_then(|c| c.deadline());
+    match (opts.stream_deadline, parent) {
+        (Some(own), Some(parent)) => Some(own.min(parent)),
+        (own, parent) => own.or(parent),
+    }
+}
+
 /// Turns the answer into what the caller awaits; given the stream's deadline.
 type Finish<Out> = fn(Payload, &str, Option<Instant>) -> Result<Out, Error>;
 
