@@ -50,7 +50,9 @@ pub struct Opaque(pub u64);
 
 impl Serialize for Opaque {
     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("opaque values stay in their process"))
+        Err(serde::ser::Error::custom(
+            "opaque values stay in their process",
+        ))
     }
 }
 

@@ -107,8 +107,10 @@ pub(crate) enum Command {
     /// The endpoint's shape (server, client or bidirectional stream) comes from the registry.
     /// A server stream takes one request; a client stream prints its single reply. An error
     /// mid-stream goes to stderr and the exit code is 1, after the replies before it.
-    #[command(after_help = "Examples:\n  micro stream feed Feed.Count '{\"n\":3}'\n  \
-        printf '1\\n2\\n' | micro stream feed Feed.Sum")]
+    #[command(
+        after_help = "Examples:\n  micro stream feed Feed.Count '{\"n\":3}'\n  \
+        printf '1\\n2\\n' | micro stream feed Feed.Sum"
+    )]
     Stream(StreamArgs),
     /// Publish a JSON event on a topic, through the broker services use.
     #[command(after_help = "Example:\n  micro publish orders.created '{\"id\":\"o-1\"}'")]

@@ -47,7 +47,10 @@ fn an_error_mid_stream_follows_the_replies_and_fails_the_command() {
 fn stream_sends_stdin_lines_or_arguments_as_requests() {
     let world = World::new();
     let _feed = feed(&world);
-    let sum = run_with_input(world.micro(&["stream", "feed", "Feed.Sum"]), Some("1\n2\n\n39\n"));
+    let sum = run_with_input(
+        world.micro(&["stream", "feed", "Feed.Sum"]),
+        Some("1\n2\n\n39\n"),
+    );
     assert_eq!(sum.ok(), "42\n");
     let words = run_with_input(
         world.micro(&["stream", "feed", "Feed.Upper"]),
@@ -60,7 +63,10 @@ fn stream_sends_stdin_lines_or_arguments_as_requests() {
             .ok(),
         "\"X\"\n\"Y\"\n"
     );
-    let bad = run_with_input(world.micro(&["stream", "feed", "Feed.Sum"]), Some("1\nnope\n"));
+    let bad = run_with_input(
+        world.micro(&["stream", "feed", "Feed.Sum"]),
+        Some("1\nnope\n"),
+    );
     assert_eq!(bad.code, Some(1), "{bad:?}");
 }
 

@@ -87,9 +87,9 @@ mod payload;
 pub mod registry;
 pub mod runtime;
 pub mod selector;
-mod stream;
 mod server;
 mod service;
+mod stream;
 pub mod transport;
 pub mod wire;
 
@@ -103,11 +103,8 @@ pub mod __fuzz;
 pub use client::{Call, Client, ClientBuilder, Publish, StreamCall};
 pub use context::{Context, Metadata, TRACE_ID};
 pub use error::{Error, Result};
-pub use handler::{
-    BoxFuture, EndpointDef, Handler, HandlerDef, Message, Reads, StreamKind, Turn,
-};
+pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message, Reads, StreamKind, Turn};
 pub use payload::Payload;
-pub use stream::{Closed, StreamSender, Streaming};
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use server::{
     DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
@@ -118,6 +115,7 @@ pub use service::{
     DEFAULT_DRAIN, DEFAULT_MAILBOX, DEFAULT_READS, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
     DEFAULT_SHUTDOWN_TIMEOUT, RunningService, Service,
 };
+pub use stream::{Closed, StreamSender, Streaming};
 
 /// Turns an inherent `impl` block into a service: routing, registration and a typed client.
 ///

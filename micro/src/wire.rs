@@ -54,7 +54,9 @@ pub(crate) enum Frame {
     /// A client opens a stream: the request's fields, and which directions stream.
     StreamOpen(RequestFrame),
     /// The server's handler accepted a stream and returned its replies' stream.
-    StreamAccept { id: u64 },
+    StreamAccept {
+        id: u64,
+    },
     /// One item of a stream, in either direction.
     StreamData {
         id: u64,
@@ -62,11 +64,18 @@ pub(crate) enum Frame {
         body: Bytes,
     },
     /// The sender's direction of a stream ended cleanly.
-    StreamEnd { id: u64 },
+    StreamEnd {
+        id: u64,
+    },
     /// The sender no longer reads the stream (from a client: the whole call is abandoned).
-    StreamCancel { id: u64 },
+    StreamCancel {
+        id: u64,
+    },
     /// The receiver read this many more bytes of the stream: the sender may send them.
-    StreamCredit { id: u64, bytes: u32 },
+    StreamCredit {
+        id: u64,
+        bytes: u32,
+    },
 }
 
 /// A request frame; service and endpoint are kept as the validated UTF-8 bytes of the frame.
@@ -548,7 +557,10 @@ mod tests {
             Frame::StreamCancel { id: 5 }
         ));
         assert!(matches!(
-            roundtrip(Outgoing::StreamCredit { id: 5, bytes: 1 << 20 }),
+            roundtrip(Outgoing::StreamCredit {
+                id: 5,
+                bytes: 1 << 20
+            }),
             Frame::StreamCredit {
                 id: 5,
                 bytes: 0x10_0000

@@ -37,7 +37,11 @@ async fn a_hundred_streams_and_calls_on_one_connection_all_complete() {
         })
         .collect();
     for (i, stream) in streams.into_iter().enumerate() {
-        assert_eq!(stream.await.unwrap(), 200 + i as u64, "stream {i} cut short");
+        assert_eq!(
+            stream.await.unwrap(),
+            200 + i as u64,
+            "stream {i} cut short"
+        );
     }
     for call in calls {
         assert!(call.await.unwrap());

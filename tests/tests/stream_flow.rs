@@ -53,7 +53,7 @@ async fn slow_reader(name: &str, wire: bool) {
         let ahead = tally.produced.load(Ordering::SeqCst) - read;
         max_ahead = max_ahead.max(ahead);
         assert!(ahead <= AHEAD, "the producer ran {ahead} items ahead");
-        if read % 10_000 == 0 {
+        if read.is_multiple_of(10_000) {
             let now = rss();
             let base = *baseline.get_or_insert(now);
             peak = peak.max(now.saturating_sub(base));

@@ -68,7 +68,10 @@ async fn bidi_echo_answers_each_line_as_it_arrives(name: &str, wire: bool) {
         assert_eq!(reply, format!("echo line {i}"));
     }
     drop(lines);
-    assert!(replies.next().await.is_none(), "a clean end after the requests end");
+    assert!(
+        replies.next().await.is_none(),
+        "a clean end after the requests end"
+    );
     service.stop().await;
 }
 

@@ -67,7 +67,7 @@ async fn raw(n: u64, size: usize) -> Measured {
     for i in 0..n {
         let len = input.read_u32().await.expect("read") as usize;
         input.read_exact(&mut body[..len]).await.expect("read");
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             peak = peak.max(rss().saturating_sub(base));
         }
     }
@@ -87,7 +87,7 @@ async fn micro_stream(client: &SourceClient, n: u64, size: usize) -> Measured {
     let mut read = 0u64;
     while let Some(item) = items.next().await {
         assert_eq!(item.expect("an item").len(), size);
-        if read % 1000 == 0 {
+        if read.is_multiple_of(1000) {
             peak = peak.max(rss().saturating_sub(base));
         }
         read += 1;

@@ -160,7 +160,9 @@ impl Endpoint<'_> {
 impl<'a> Endpoint<'a> {
     /// `T` when the handler takes a `Streaming<T>` of requests.
     pub(crate) fn request_item(&self) -> Option<&'a Type> {
-        self.request.as_ref().and_then(|request| streaming_item(request.ty))
+        self.request
+            .as_ref()
+            .and_then(|request| streaming_item(request.ty))
     }
 
     /// `T` when the handler returns a `Streaming<T>` of replies.

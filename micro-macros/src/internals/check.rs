@@ -38,7 +38,11 @@ fn streams_only_on_calls(cx: &Ctxt, endpoint: &Endpoint<'_>) -> bool {
         return true;
     }
     let mut ok = true;
-    if let Some(request) = endpoint.request.as_ref().filter(|_| endpoint.request_item().is_some()) {
+    if let Some(request) = endpoint
+        .request
+        .as_ref()
+        .filter(|_| endpoint.request_item().is_some())
+    {
         cx.error_spanned_by(
             request.ty,
             "a subscriber receives one event at a time, not a `Streaming`: take the event type",

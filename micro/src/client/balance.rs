@@ -314,7 +314,10 @@ impl Shared {
             )
         };
         let (body, requests) = if flags & crate::wire::FLAG_REQUEST_STREAM != 0 {
-            (bytes::Bytes::new(), Some(req.payload.into_payloads().map_err(bad)?))
+            (
+                bytes::Bytes::new(),
+                Some(req.payload.into_payloads().map_err(bad)?),
+            )
         } else {
             let body = req.payload.to_bytes(content_type).map_err(bad)?;
             if body.len() + HEADER_ALLOWANCE > self.max_frame {

@@ -8,13 +8,13 @@ use tokio::sync::oneshot;
 
 use super::Failure;
 use crate::Error;
-use crate::framed::{FrameReader, ReadError, WriteQueue};
+use crate::Payload;
 use crate::codec::ContentType;
+use crate::framed::{FrameReader, ReadError, WriteQueue};
 use crate::stream::PayloadStream;
 use crate::stream::mux::{Outbound, Streams, pump};
 use crate::transport::BoxIo;
 use crate::wire::{FLAG_REPLY_STREAM, Frame, Outgoing};
-use crate::Payload;
 
 type Waiter = oneshot::Sender<Result<Frame, Error>>;
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Router, stream};
 use super::listen::ServerLimits;
+use super::{Router, stream};
 use crate::Error;
 use crate::framed::{FrameReader, ReadError, WriteQueue};
 use crate::stream::mux::Streams;
