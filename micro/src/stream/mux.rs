@@ -478,3 +478,128 @@ fn encode(payload: &Payload, out: &Outbound) -> Result<Bytes, Error> {
     }
     Ok(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::framed::FrameReader;
+    use crate::wire::Frame;
+
+    /// A write queue whose frames the test reads back.
+    fn queue() -> (WriteQueue, FrameReader) {
+        let (ours, theirs) = tokio::io::duplex(1 << 22);
+        let (_, write) = tokio::io::split(Box::new(ours) as crate::transport::BoxIo);
+        let (read, _) = tokio::io::split(Box::new(theirs) as crate::transport::BoxIo);
+        (
+            WriteQueue::start(write, 1 << 22, None),
+            FrameReader::new(read, 1 << 22, None),
+        )
+    }
+
+    fn body(len: usize) -> Bytes {
+        Bytes::from(vec![7; len])
+    }
+
+    #[tokio::test]
+    async fn an_item_past_the_window_without_credit_breaks_the_protocol() {
+        let (tx, _frames) = queue();
+        let streams = Arc::new(Streams::default());
+        let (reader, _) = streams.open(1, true, false, &tx).unwrap();
+        let _reader = reader.unwrap();
+        // The window fills exactly; the next item had no credit.
+        let half = (WINDOW / 2) as usize;
+        streams.data(1, ContentType::Json, body(half)).unwrap();
+        streams.data(1, ContentType::Json, body(half)).unwrap();
+        assert!(streams.data(1, ContentType::Json, body(1)).is_err());
+    }
+
+    #[tokio::test]
+    async fn reading_grants_credit_back_to_the_sender() {
+        let (tx, mut frames) = queue();
+        let streams = Arc::new(Streams::default());
+        let (reader, _) = streams.open(3, true, false, &tx).unwrap();
+        let mut reader = reader.unwrap();
+        let half = (WINDOW / 2) as usize;
+        streams.data(3, ContentType::Json, body(half)).unwrap();
+        streams.data(3, ContentType::Json, body(half)).unwrap();
+        reader.next().await.unwrap().unwrap();
+        match frames.next().await.unwrap() {
+            Frame::StreamCredit { id: 3, bytes } => assert_eq!(bytes as usize, half),
+            other => panic!("{other:?}"),
+        }
+        // Within the credit just granted.
+        streams.data(3, ContentType::Json, body(half)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_clean_end_an_error_end_and_a_lost_connection_read_differently() {
+        let (tx, _frames) = queue();
+        let streams = Arc::new(Streams::default());
+        let (clean, _) = streams.open(1, true, false, &tx).unwrap();
+        let (failed, _) = streams.open(2, true, false, &tx).unwrap();
+        let (lost, _) = streams.open(3, true, false, &tx).unwrap();
+        let (mut clean, mut failed, mut lost) = (clean.unwrap(), failed.unwrap(), lost.unwrap());
+        streams.data(1, ContentType::Json, body(1)).unwrap();
+        streams.end(1, Ok(()));
+        streams.end(2, Err(Error::conflict("t", "no")));
+        streams.close_all(&Error::unavailable("t", "connection closed"));
+
+        assert!(clean.next().await.unwrap().is_ok());
+        assert!(clean.next().await.is_none(), "a clean end");
+        assert_eq!(failed.next().await.unwrap().unwrap_err().code, 409);
+        assert!(failed.next().await.is_none());
+        let error = lost.next().await.unwrap().unwrap_err();
+        assert_eq!(error.detail, "connection closed");
+        assert!(streams.is_empty(), "every stream forgotten");
+        assert!(
+            streams.open(4, true, false, &tx).is_none(),
+            "nothing opens after"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_a_reader_tells_the_sender_and_forgets_the_stream() {
+        let (tx, mut frames) = queue();
+        let streams = Arc::new(Streams::default());
+        let (reader, _) = streams.open(5, true, false, &tx).unwrap();
+        drop(reader);
+        assert!(matches!(
+            frames.next().await.unwrap(),
+            Frame::StreamCancel { id: 5 }
+        ));
+        assert!(streams.is_empty());
+        // Items still in flight are dropped, not a violation.
+        streams.data(5, ContentType::Json, body(1)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_pump_waits_for_credit_and_stops_when_cancelled() {
+        let (tx, mut frames) = queue();
+        let streams = Arc::new(Streams::default());
+        let (_, credit) = streams.open(9, false, true, &tx).unwrap();
+        let credit = credit.unwrap();
+        let items: PayloadStream = Box::pin(futures_util::stream::repeat_with(move || {
+            Ok(Payload::encoded(ContentType::Json, body(WINDOW as usize)))
+        }));
+        let out = Outbound {
+            tx: tx.clone(),
+            id: 9,
+            content_type: ContentType::Json,
+            max_frame: 1 << 22,
+            credit: credit.clone(),
+            deadline: None,
+            source: "test",
+        };
+        let pump = tokio::spawn(pump(out, items));
+        // One window-sized item spends all the credit: exactly one is sent.
+        assert!(matches!(
+            frames.next().await.unwrap(),
+            Frame::StreamData { id: 9, .. }
+        ));
+        // Out of credit, it waits; the peer stopping it ends it without another item.
+        streams.cancel(9, false);
+        assert_eq!(pump.await.unwrap(), Pumped::Cancelled);
+    }
+}
