@@ -90,3 +90,42 @@ async fn open_streams_leave_the_actor_free_over_the_network() {
 async fn open_streams_leave_the_actor_free_in_process() {
     open_streams_leave_the_actor_free("stream-free-local", false).await;
 }
+
+/// Regression: streams count as calls in flight, and a server at its in-flight limit once
+/// stopped reading the connection, credit frames included, so streams waiting for credit
+/// waited forever. At the limit it now keeps reading, and turns new calls away instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_at_the_in_flight_limit_still_get_their_credit() {
+    let feed = tests::streams::Feed::default();
+    let service = tests::service("stream-limit")
+        .limits(micro::ServerLimits::default().max_in_flight(2))
+        .handle(feed)
+        .start()
+        .await
+        .unwrap();
+    let client = feed_client("stream-limit", true);
+    // Past one window of credit each: they need credit to finish.
+    let count = || CountReq {
+        n: 20_000,
+        pad: 100,
+        ..CountReq::default()
+    };
+    let mut a = client.count(count()).await.unwrap();
+    let mut b = client.count(count()).await.unwrap();
+    a.next().await.unwrap().unwrap();
+    b.next().await.unwrap().unwrap();
+    let turned_away = client.ping(1).await.unwrap_err();
+    assert_eq!(turned_away.code, 503, "{turned_away:?}");
+    let (mut read_a, mut read_b) = (1, 1);
+    while let Some(item) = a.next().await {
+        item.unwrap();
+        read_a += 1;
+    }
+    while let Some(item) = b.next().await {
+        item.unwrap();
+        read_b += 1;
+    }
+    assert_eq!((read_a, read_b), (20_000, 20_000));
+    assert_eq!(client.ping(1).await.unwrap(), 2, "calls are served again");
+    service.stop().await;
+}

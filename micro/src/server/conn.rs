@@ -83,9 +83,12 @@ pub(crate) async fn serve(
             }
             next = async {
                 // Back-pressure: read no more requests while the peer is not reading replies
-                // or has too many calls in flight.
-                if !tx.has_space(max_in_flight) {
-                    if !tx.space(max_in_flight).await {
+                // or has too many calls in flight. With streams open, keep reading at the
+                // call limit (their credit and cancel frames must get through) and turn new
+                // calls away instead.
+                let limit = if streams.is_empty() { max_in_flight } else { usize::MAX };
+                if !tx.has_space(limit) {
+                    if !tx.space(limit).await {
                         return Err(ReadError::Closed);
                     }
                     frames.restart_clock();
@@ -109,6 +112,19 @@ pub(crate) async fn serve(
             Err(e) => Err(e),
         };
         match next {
+            Ok(Frame::Request(request) | Frame::StreamOpen(request))
+                if tx.in_flight() >= max_in_flight =>
+            {
+                let error = Error::overloaded(
+                    "micro.server",
+                    format_args!("{max_in_flight} calls and streams in flight on this connection"),
+                );
+                let _ = tx.send(Outgoing::Error {
+                    id: request.id,
+                    error,
+                    not_run: true,
+                });
+            }
             Ok(Frame::Request(request)) => {
                 router.dispatch_frame(request, &peer, &tx.for_call());
             }
