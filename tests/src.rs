@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 
 pub mod hosts;
 pub mod pki;
+pub mod streams;
 
 /// A counter with a gate: `wait` blocks its actor until the test adds permits, so tests can
 /// hold a mailbox still and fill it deterministically.

@@ -12,6 +12,12 @@
 //! any of this, the [guard](crate::http::Guard) refuses foreign `Host` names, cross-origin and
 //! non-JSON state-changing requests, requests without a token (`--require_token`) and
 //! requests past the concurrency and rate limits.
+//!
+//! `POST /stream/{service}/{endpoint}` with a JSON body opens a server stream and answers with
+//! Server-Sent Events: each reply is a `message` event whose data is its JSON; the stream
+//! ends with an `end` event (a clean end) or an `error` event whose data is micro's error
+//! JSON. A stream that cannot open answers like a call that failed. Closing the response
+//! cancels the stream, which stops its producer.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -65,6 +71,7 @@ pub(crate) async fn run(env: Env, args: ApiArgs) -> Result<(), Failure> {
     let mut app = Router::new()
         .route("/health", get(health))
         .route("/event/{topic}", post(event))
+        .route("/stream/{service}/{endpoint}", post(stream))
         .route("/{service}/{endpoint}", post(call))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -105,6 +112,86 @@ async fn call(
         &gw.client, ID, &service, &endpoint, &body, gw.timeout, metadata,
     )
     .await
+}
+
+async fn stream(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+
+    let Path((service, endpoint)) = match path {
+        Ok(path) => path,
+        Err(e) => return error_response(&Error::bad_request(ID, e.body_text())),
+    };
+    if let Some(allow) = &gw.allow {
+        if !allow.contains(&service) {
+            return error_response(&Error::forbidden(
+                ID,
+                format_args!("service {service} is not exposed by this gateway"),
+            ));
+        }
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
+    };
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Null
+    } else {
+        match parse_json(&body) {
+            Ok(request) => request,
+            Err(e) => {
+                return error_response(&Error::bad_request(
+                    ID,
+                    format_args!("the request body is not valid JSON: {e}"),
+                ));
+            }
+        }
+    };
+    let mut call = gw
+        .client
+        .server_stream::<serde_json::Value, serde_json::Value>(service.into(), endpoint, request)
+        .content_type(micro::codec::ContentType::Json);
+    // The caller's token goes with the stream, as with a call.
+    for (key, value) in bearer_metadata(&headers) {
+        call = call.metadata(key, value);
+    }
+    if let Some(timeout) = gw.timeout {
+        call = call.timeout(timeout);
+    }
+    let replies = match call.await {
+        Ok(replies) => replies,
+        Err(err) => return error_response(&err),
+    };
+    // Each reply an event; then exactly one `end` or `error` event, and the response ends.
+    let events = replies
+        .map(Some)
+        .chain(futures_util::stream::iter([None]))
+        .scan(false, |done, item| {
+            if *done {
+                return std::future::ready(None);
+            }
+            let event = match item {
+                Some(Ok(reply)) => Event::default().data(reply.to_string()),
+                Some(Err(err)) => {
+                    *done = true;
+                    Event::default().event("error").data(format!("{err:#}"))
+                }
+                None => {
+                    *done = true;
+                    Event::default().event("end").data("{}")
+                }
+            };
+            std::future::ready(Some(Ok::<_, std::convert::Infallible>(event)))
+        });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 async fn event(

@@ -117,6 +117,17 @@ pub(crate) enum Command {
     /// On failure the error (micro's error JSON) goes to stderr and the exit code is 1.
     #[command(after_help = "Example:\n  micro call greeter Greeter.SayHello '{\"name\":\"Ada\"}'")]
     Call(CallArgs),
+    /// Open a stream: print each reply as a line of JSON (NDJSON); send the JSON arguments as
+    /// requests, or, with none, each line of stdin as it is read.
+    ///
+    /// The endpoint's shape (server, client or bidirectional stream) comes from the registry.
+    /// A server stream takes one request; a client stream prints its single reply. An error
+    /// mid-stream goes to stderr and the exit code is 1, after the replies before it.
+    #[command(
+        after_help = "Examples:\n  micro stream feed Feed.Count '{\"n\":3}'\n  \
+        printf '1\\n2\\n' | micro stream feed Feed.Sum"
+    )]
+    Stream(StreamArgs),
     /// Publish a JSON event on a topic, through the broker services use.
     #[command(after_help = "Example:\n  micro publish orders.created '{\"id\":\"o-1\"}'")]
     Publish(PublishArgs),
@@ -196,6 +207,25 @@ pub(crate) struct CallArgs {
     #[arg(long, short, value_name = "KEY=VALUE", value_parser = key_value)]
     pub(crate) metadata: Vec<(String, String)>,
     /// Call this node address instead of choosing one through the registry.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) node: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StreamArgs {
+    /// The service name.
+    pub(crate) service: String,
+    /// The endpoint, such as Feed.Count.
+    pub(crate) endpoint: String,
+    /// Requests as JSON: one for a server stream; for the others, none reads them from stdin.
+    pub(crate) requests: Vec<String>,
+    /// The endpoint's shape when the registry does not say: server, client or bidi.
+    #[arg(long, value_parser = ["server", "client", "bidi"])]
+    pub(crate) kind: Option<String>,
+    /// Metadata for the handler's context (repeatable).
+    #[arg(long, short, value_name = "KEY=VALUE", value_parser = key_value)]
+    pub(crate) metadata: Vec<(String, String)>,
+    /// Open the stream on this node address instead of choosing one through the registry.
     #[arg(long, value_name = "HOST:PORT")]
     pub(crate) node: Option<String>,
 }

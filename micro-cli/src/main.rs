@@ -30,6 +30,7 @@ mod mcp;
 mod new;
 mod output;
 mod probe;
+mod stream;
 mod web;
 
 use std::io::IsTerminal;
@@ -119,6 +120,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Call(args) => commands::call(&env, args).await,
         Command::Publish(args) => commands::publish(&env, args).await,
+        Command::Stream(args) => stream::run(&env, args).await,
         Command::Health { service, output } => {
             commands::health(&env, &service, output.output).await
         }

@@ -360,8 +360,11 @@ impl<'a> Service<'a> {
 pub(crate) fn endpoint_def(endpoint: &Endpoint<'_>) -> TokenStream {
     let name = &endpoint.wire_name;
     let method = endpoint.ident.unraw().to_string();
-    let request = endpoint.request_string();
-    let response = ast::type_string(endpoint.response);
+    // A stream is described by its items: that is what each message carries.
+    let request = endpoint
+        .request_item()
+        .map_or_else(|| endpoint.request_string(), ast::type_string);
+    let response = ast::type_string(endpoint.reply_item().unwrap_or(endpoint.response));
     let (topic, queue) = endpoint
         .subscription
         .as_ref()
@@ -370,11 +373,22 @@ pub(crate) fn endpoint_def(endpoint: &Endpoint<'_>) -> TokenStream {
         });
     let idempotent = endpoint.idempotent;
     let doc = doc_comment(endpoint.attrs);
-    let request_ty = endpoint
-        .request
-        .as_ref()
-        .map_or_else(|| quote!(()), |request| request.ty.to_token_stream());
-    let response_ty = endpoint.response;
+    let request_ty = endpoint.request_item().map_or_else(
+        || {
+            endpoint
+                .request
+                .as_ref()
+                .map_or_else(|| quote!(()), |request| request.ty.to_token_stream())
+        },
+        ToTokens::to_token_stream,
+    );
+    let response_ty = endpoint.reply_item().unwrap_or(endpoint.response);
+    let stream = match (endpoint.request_item(), endpoint.reply_item()) {
+        (None, None) => quote!(Unary),
+        (None, Some(_)) => quote!(Server),
+        (Some(_), None) => quote!(Client),
+        (Some(_), Some(_)) => quote!(Bidi),
+    };
     let turn = if endpoint.is_read() {
         quote!(::micro::__private::Turn::Read)
     } else {
@@ -390,6 +404,7 @@ pub(crate) fn endpoint_def(endpoint: &Endpoint<'_>) -> TokenStream {
             topic: #topic,
             queue: #queue,
             idempotent: #idempotent,
+            stream: ::micro::__private::StreamKind::#stream,
             doc: #doc,
             // A function, not a value: tracing the types costs nothing until registration.
             describe: || ::micro::__private::Description::of::<#request_ty, #response_ty>(
@@ -459,6 +474,13 @@ pub(crate) fn dispatch_arm(
     let ctx = endpoint.takes_ctx.then(|| quote!(ctx,));
     let def = quote!(&<Self as ::micro::__private::Handler>::DEF.endpoints[#index]);
     let (decode, req) = match &endpoint.request {
+        Some(request) if endpoint.request_item().is_some() => {
+            let ty = request.ty;
+            (
+                quote!(let req: #ty = ::micro::__private::decode_stream(req, #def)?;),
+                Some(quote!(req)),
+            )
+        }
         Some(request) => {
             let ty = request.ty;
             (
@@ -470,7 +492,11 @@ pub(crate) fn dispatch_arm(
     };
     // Spanned on the return type: with `micro::Result` spelled through an
     // alias, an error type without `Into<micro::Error>` is reported there.
-    let reply = quote_spanned!(endpoint.output.span()=> ::micro::__private::reply);
+    let reply = if endpoint.reply_item().is_some() {
+        quote_spanned!(endpoint.output.span()=> ::micro::__private::reply_stream)
+    } else {
+        quote_spanned!(endpoint.output.span()=> ::micro::__private::reply)
+    };
     // One future per endpoint, spanned on the method, so that a handler whose
     // future is not `Send` is the one named in the error.
     let future = quote_spanned! {method.span()=>
@@ -487,10 +513,10 @@ pub(crate) fn dispatch_arm(
 pub(crate) fn endpoint_bounds(endpoint: &Endpoint<'_>) -> Vec<TokenStream> {
     let mut bounds = Vec::new();
     if let Some(request) = &endpoint.request {
-        let ty = request.ty;
+        let ty = endpoint.request_item().unwrap_or(request.ty);
         bounds.push(quote!(#ty: ::micro::Message));
     }
-    let response = endpoint.response;
+    let response = endpoint.reply_item().unwrap_or(endpoint.response);
     bounds.push(quote!(#response: ::micro::Message));
     if let Some(error) = endpoint.error {
         bounds.push(quote!(#error: ::core::convert::Into<::micro::Error>));
@@ -529,6 +555,9 @@ fn client_method(endpoint: &Endpoint<'_>) -> TokenStream {
         }
         _ => (quote!(), quote!(()), quote!(())),
     };
+    if let Some(stream) = stream_client_method(endpoint, &param, &arg) {
+        return quote!(#(#docs)* #separator #stream);
+    }
     let mut call = quote! {
         ::micro::Client::call::<#request, #response>(
             &self.client,
@@ -548,6 +577,63 @@ fn client_method(endpoint: &Endpoint<'_>) -> TokenStream {
             #call
         }
     }
+}
+
+/// The client method of a streaming endpoint: it opens the stream, whose items the caller
+/// reads from (or feeds into) a `Streaming`.
+fn stream_client_method(
+    endpoint: &Endpoint<'_>,
+    param: &TokenStream,
+    arg: &TokenStream,
+) -> Option<TokenStream> {
+    let (ident, vis, wire_name) = (endpoint.ident, endpoint.vis, &endpoint.wire_name);
+    let (open, request, response, output, doc) =
+        match (endpoint.request_item(), endpoint.reply_item()) {
+            (None, None) => return None,
+            (None, Some(reply)) => {
+                let request = endpoint
+                    .request
+                    .as_ref()
+                    .filter(|request| !request.is_unit())
+                    .map_or_else(|| quote!(()), |request| request.ty.to_token_stream());
+                (
+                    quote!(server_stream),
+                    request,
+                    reply,
+                    quote!(::micro::Streaming<#reply>),
+                    "a stream of its replies",
+                )
+            }
+            (Some(item), None) => {
+                let response = endpoint.response;
+                (
+                    quote!(client_stream),
+                    item.to_token_stream(),
+                    response,
+                    quote!(#response),
+                    "its reply, once it has read the stream of requests given here",
+                )
+            }
+            (Some(item), Some(reply)) => (
+                quote!(bidi_stream),
+                item.to_token_stream(),
+                reply,
+                quote!(::micro::Streaming<#reply>),
+                "a stream of its replies, while it reads the stream of requests given here",
+            ),
+        };
+    let doc = format!("Opens a stream to `{wire_name}`; awaiting it gives {doc}.");
+    Some(quote! {
+        #[doc = #doc]
+        #vis fn #ident(&self, #param) -> ::micro::StreamCall<#output> {
+            ::micro::Client::#open::<#request, #response>(
+                &self.client,
+                ::core::clone::Clone::clone(&self.service),
+                #wire_name,
+                #arg,
+            )
+        }
+    })
 }
 
 /// The widest visibility among the endpoints: `pub` handlers make a `pub`

@@ -42,6 +42,22 @@ mod no_prelude {
             ::core::result::Result::Ok(self.pings)
         }
 
+        /// Pings numbered from `ping.seq`, as a stream; a stream of pings, answered.
+        pub(crate) async fn pings_from(
+            &self,
+            ping: Ping,
+        ) -> ::micro::Result<::micro::Streaming<u64>> {
+            ::core::result::Result::Ok(::micro::Streaming::iter(ping.seq..ping.seq + 3))
+        }
+
+        /// Answers each ping of a stream.
+        pub(crate) async fn echo_pings(
+            &self,
+            pings: ::micro::Streaming<Ping>,
+        ) -> ::micro::Result<::micro::Streaming<Ping>> {
+            ::core::result::Result::Ok(pings)
+        }
+
         /// A ping by event counts too.
         #[::micro::subscribe(topic = "hygiene.pings", queue = "pinger")]
         async fn on_ping(

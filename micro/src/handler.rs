@@ -136,6 +136,56 @@ pub enum Turn {
     Write,
 }
 
+/// Whether an endpoint's requests or replies are streams, from its handler's signature.
+///
+/// The registry lists a streaming endpoint with the metadata `stream` set to `server`,
+/// `client` or `bidi`, so that tools know how to call it.
+///
+/// ```
+/// assert_eq!(micro::StreamKind::Server.as_str(), "server");
+/// assert_eq!(micro::StreamKind::Unary.as_str(), "");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum StreamKind {
+    /// One request, one reply.
+    #[default]
+    Unary,
+    /// One request, a stream of replies: the handler returns a `Streaming`.
+    Server,
+    /// A stream of requests, one reply: the handler takes a `Streaming`.
+    Client,
+    /// A stream each way: the handler takes and returns a `Streaming`.
+    Bidi,
+}
+
+impl StreamKind {
+    /// The registry's name for it; empty for [`Unary`](Self::Unary).
+    ///
+    /// See the [type-level example](Self).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unary => "",
+            Self::Server => "server",
+            Self::Client => "client",
+            Self::Bidi => "bidi",
+        }
+    }
+
+    /// The kind the registry's name stands for; [`Unary`](Self::Unary) for anything else.
+    ///
+    /// ```
+    /// assert_eq!(micro::StreamKind::parse("bidi"), micro::StreamKind::Bidi);
+    /// ```
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "server" => Self::Server,
+            "client" => Self::Client,
+            "bidi" => Self::Bidi,
+            _ => Self::Unary,
+        }
+    }
+}
+
 /// The static description of a `#[micro::service]` block.
 #[derive(Debug)]
 pub struct HandlerDef {
@@ -179,6 +229,9 @@ pub struct EndpointDef {
     /// its calls [`idempotent`](crate::Call::idempotent), and the registry lists the
     /// endpoint with the metadata `idempotent = "true"`.
     pub idempotent: bool,
+    /// Whether requests or replies stream; for a stream, `request` and `response` name the
+    /// item types.
+    pub stream: StreamKind,
     /// The handler's doc comment, trimmed; empty when it has none. The registry lists it as
     /// the endpoint's `description` metadata.
     pub doc: &'static str,

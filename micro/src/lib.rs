@@ -97,6 +97,7 @@ pub mod runtime;
 pub mod selector;
 mod server;
 mod service;
+mod stream;
 pub mod transport;
 pub mod wire;
 
@@ -107,10 +108,10 @@ pub mod __private;
 #[doc(hidden)]
 pub mod __fuzz;
 
-pub use client::{Call, Client, ClientBuilder, Publish};
+pub use client::{Call, Client, ClientBuilder, Publish, StreamCall};
 pub use context::{Context, Metadata, TRACE_ID};
 pub use error::{Error, Result};
-pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message, Reads, Turn};
+pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message, Reads, StreamKind, Turn};
 pub use payload::Payload;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use server::{
@@ -122,6 +123,7 @@ pub use service::{
     DEFAULT_DRAIN, DEFAULT_MAILBOX, DEFAULT_READS, DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TTL,
     DEFAULT_SHUTDOWN_TIMEOUT, RunningService, Service,
 };
+pub use stream::{Closed, StreamSender, Streaming};
 
 /// Turns an inherent `impl` block into a service: routing, registration and a typed client.
 ///

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::codec::ContentType;
+use crate::stream::{PayloadStream, Streaming};
 use crate::{Error, Message};
 
 /// A request or reply body: either a typed Rust value (a call within one process, which is
@@ -33,6 +34,15 @@ enum Repr {
     /// first decode takes the value out.
     Local(Arc<dyn LocalValue>),
     Encoded(ContentType, Bytes),
+    /// A stream of items: never encoded as a whole, taken once by whoever carries it.
+    Stream(Arc<Mutex<Option<AnyStream>>>),
+}
+
+/// A [`Streaming`] of some type, typed for a reader in this process that wants that type,
+/// erased to payloads for any other reader.
+struct AnyStream {
+    typed: Box<dyn Any + Send>,
+    erase: fn(Box<dyn Any + Send>) -> PayloadStream,
 }
 
 /// A typed value that can still be encoded if its receiver wants another type.
@@ -67,6 +77,10 @@ impl<T: Serialize + Send + 'static> LocalValue for Cell<T> {
     }
 }
 
+fn not_a_message() -> crate::codec::CodecError {
+    crate::codec::CodecError::new("expected a single message, got a stream of items")
+}
+
 fn consumed() -> crate::codec::CodecError {
     crate::codec::CodecError::new("the body was already taken by a handler")
 }
@@ -86,6 +100,91 @@ impl Payload {
         Self(Repr::Encoded(content_type, body.into()))
     }
 
+    /// A stream of typed items, as a streaming call within one process carries it: taken by
+    /// its reader as the same `Streaming<T>`, never encoded.
+    ///
+    /// ```
+    /// use micro::{Payload, Streaming};
+    /// let p = Payload::stream(Streaming::iter([1u8, 2]));
+    /// assert!(p.is_stream());
+    /// ```
+    pub fn stream<T: Message>(items: Streaming<T>) -> Self {
+        Self::from_stream(AnyStream {
+            typed: Box::new(items),
+            erase: |typed| match typed.downcast::<Streaming<T>>() {
+                Ok(items) => items.erase(),
+                Err(_) => unreachable!("an AnyStream holds the type it was made with"),
+            },
+        })
+    }
+
+    /// A stream of payloads, as a streaming call from the network carries it.
+    pub(crate) fn payloads(items: PayloadStream) -> Self {
+        Self::from_stream(AnyStream {
+            typed: Box::new(items),
+            erase: |typed| match typed.downcast::<PayloadStream>() {
+                Ok(items) => *items,
+                Err(_) => unreachable!("an AnyStream holds the type it was made with"),
+            },
+        })
+    }
+
+    fn from_stream(items: AnyStream) -> Self {
+        Self(Repr::Stream(Arc::new(Mutex::new(Some(items)))))
+    }
+
+    /// Whether this body is a stream of items rather than one message.
+    ///
+    /// See [`stream`](Self::stream) for an example.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.0, Repr::Stream(_))
+    }
+
+    fn take_stream(self) -> Result<AnyStream, crate::codec::CodecError> {
+        match self.0 {
+            Repr::Stream(cell) => cell
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .ok_or_else(consumed),
+            _ => Err(crate::codec::CodecError::new(
+                "expected a stream of items, got a single message",
+            )),
+        }
+    }
+
+    /// The stream of items as `T`s: moved out when it is a `Streaming<T>` of this process,
+    /// each item decoded otherwise.
+    ///
+    /// # Errors
+    /// When the body is a single message rather than a stream, or its stream was taken.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use futures_util::StreamExt;
+    /// use micro::{Payload, Streaming};
+    /// let mut items = Payload::stream(Streaming::iter([7u8])).into_streaming::<u8>("doc").unwrap();
+    /// assert_eq!(items.next().await.unwrap().unwrap(), 7);
+    /// assert!(Payload::new(1u8).into_streaming::<u8>("doc").is_err());
+    /// # }
+    /// ```
+    pub fn into_streaming<T: Message>(
+        self,
+        what: &'static str,
+    ) -> Result<Streaming<T>, crate::codec::CodecError> {
+        let any = self.take_stream()?;
+        match any.typed.downcast::<Streaming<T>>() {
+            Ok(items) => Ok(*items),
+            Err(typed) => Ok(Streaming::decoding((any.erase)(typed), what)),
+        }
+    }
+
+    /// The stream of items as payloads, for the runtime to carry across the network.
+    pub(crate) fn into_payloads(self) -> Result<PayloadStream, crate::codec::CodecError> {
+        let any = self.take_stream()?;
+        Ok((any.erase)(any.typed))
+    }
+
     /// Whether this body is still a typed value (it never crossed a process boundary).
     ///
     /// ```
@@ -101,6 +200,7 @@ impl Payload {
         match &self.0 {
             Repr::Local(value) => Self(Repr::Local(value.clone())),
             Repr::Encoded(ct, body) => Self(Repr::Encoded(*ct, body.clone())),
+            Repr::Stream(items) => Self(Repr::Stream(items.clone())),
         }
     }
 
@@ -120,6 +220,7 @@ impl Payload {
                 None => ContentType::Json.decode(&value.encode(ContentType::Json)?),
             },
             Repr::Encoded(content_type, body) => content_type.decode(&body),
+            Repr::Stream(_) => Err(not_a_message()),
         }
     }
 
@@ -137,6 +238,7 @@ impl Payload {
             Repr::Encoded(ct, _) => Err(crate::codec::CodecError::new(format!(
                 "cannot convert a {ct} body to {content_type}"
             ))),
+            Repr::Stream(_) => Err(not_a_message()),
         }
     }
 }
@@ -153,8 +255,22 @@ impl fmt::Debug for Payload {
                 .field("content_type", ct)
                 .field("len", &body.len())
                 .finish(),
+            Repr::Stream(_) => f.write_str("Payload::Stream"),
         }
     }
+}
+
+/// Takes the stream of requests for `endpoint`, naming it in the error.
+pub(crate) fn stream_request<T: Message>(
+    payload: Payload,
+    endpoint: &'static str,
+) -> Result<Streaming<T>, Error> {
+    payload.into_streaming(endpoint).map_err(|e| {
+        Error::bad_request(
+            "micro.server",
+            format_args!("{endpoint} takes a stream of requests: {e}"),
+        )
+    })
 }
 
 /// Decodes a request for `endpoint`, naming it in the error.

@@ -798,6 +798,9 @@ impl Service {
                 if route.def.idempotent {
                     metadata.insert("idempotent".to_owned(), "true".to_owned());
                 }
+                if route.def.stream != crate::StreamKind::Unary {
+                    metadata.insert("stream".to_owned(), route.def.stream.as_str().to_owned());
+                }
                 if !route.def.doc.is_empty() {
                     metadata.insert("description".to_owned(), route.def.doc.to_owned());
                 }

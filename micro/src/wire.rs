@@ -17,6 +17,16 @@ const KIND_REPLY: u8 = 2;
 const KIND_ERROR: u8 = 3;
 const KIND_GOAWAY: u8 = 4;
 const KIND_GOAWAY_ACK: u8 = 5;
+const KIND_STREAM_OPEN: u8 = 6;
+const KIND_STREAM_DATA: u8 = 7;
+const KIND_STREAM_END: u8 = 8;
+const KIND_STREAM_CANCEL: u8 = 9;
+const KIND_STREAM_CREDIT: u8 = 10;
+
+/// Flags of a stream's open frame: which directions carry a stream.
+pub(crate) const FLAG_REQUEST_STREAM: u16 = 2;
+/// See [`FLAG_REQUEST_STREAM`].
+pub(crate) const FLAG_REPLY_STREAM: u16 = 4;
 
 /// Flag of an error frame: the server turned the request away before running it (a full
 /// mailbox, shutting down), so the caller may safely send it again.
@@ -41,6 +51,31 @@ pub(crate) enum Frame {
     GoAway,
     /// The client will send no new request on this connection.
     GoAwayAck,
+    /// A client opens a stream: the request's fields, and which directions stream.
+    StreamOpen(RequestFrame),
+    /// The server's handler accepted a stream and returned its replies' stream.
+    StreamAccept {
+        id: u64,
+    },
+    /// One item of a stream, in either direction.
+    StreamData {
+        id: u64,
+        content_type: ContentType,
+        body: Bytes,
+    },
+    /// The sender's direction of a stream ended cleanly.
+    StreamEnd {
+        id: u64,
+    },
+    /// The sender no longer reads the stream (from a client: the whole call is abandoned).
+    StreamCancel {
+        id: u64,
+    },
+    /// The receiver read this many more bytes of the stream: the sender may send them.
+    StreamCredit {
+        id: u64,
+        bytes: u32,
+    },
 }
 
 /// A request frame; service and endpoint are kept as the validated UTF-8 bytes of the frame.
@@ -53,6 +88,8 @@ pub(crate) struct RequestFrame {
     endpoint: Bytes,
     pub(crate) metadata: Metadata,
     pub(crate) body: Bytes,
+    /// For a stream's open frame, [`FLAG_REQUEST_STREAM`] and [`FLAG_REPLY_STREAM`].
+    pub(crate) flags: u16,
 }
 
 impl RequestFrame {
@@ -89,7 +126,24 @@ impl Frame {
         match kind {
             KIND_GOAWAY => Ok(Frame::GoAway),
             KIND_GOAWAY_ACK => Ok(Frame::GoAwayAck),
-            KIND_REQUEST => {
+            KIND_STREAM_OPEN if buf.is_empty() => Ok(Frame::StreamAccept { id }),
+            KIND_STREAM_DATA => Ok(Frame::StreamData {
+                id,
+                content_type: content_type()?,
+                body: buf,
+            }),
+            KIND_STREAM_END => Ok(Frame::StreamEnd { id }),
+            KIND_STREAM_CANCEL => Ok(Frame::StreamCancel { id }),
+            KIND_STREAM_CREDIT => {
+                if buf.len() != 4 {
+                    return Err(FrameError("credit frame without its 4-byte count"));
+                }
+                Ok(Frame::StreamCredit {
+                    id,
+                    bytes: buf.get_u32(),
+                })
+            }
+            KIND_REQUEST | KIND_STREAM_OPEN => {
                 if buf.len() < 4 {
                     return Err(FrameError("request frame truncated in its timeout"));
                 }
@@ -107,7 +161,7 @@ impl Frame {
                     let v = take_str(&mut buf, "metadata value")?;
                     metadata.insert(utf8(k), utf8(v));
                 }
-                Ok(Frame::Request(RequestFrame {
+                let request = RequestFrame {
                     id,
                     content_type: content_type()?,
                     timeout_ms,
@@ -115,7 +169,13 @@ impl Frame {
                     endpoint,
                     metadata,
                     body: buf,
-                }))
+                    flags: if kind == KIND_STREAM_OPEN { flags } else { 0 },
+                };
+                Ok(if kind == KIND_STREAM_OPEN {
+                    Frame::StreamOpen(request)
+                } else {
+                    Frame::Request(request)
+                })
             }
             KIND_REPLY => Ok(Frame::Reply {
                 id,
@@ -181,6 +241,35 @@ pub(crate) enum Outgoing {
     },
     GoAway,
     GoAwayAck,
+    /// Opens a stream: a request whose flags say which directions stream.
+    StreamOpen {
+        flags: u16,
+        id: u64,
+        content_type: ContentType,
+        timeout_ms: u32,
+        service: Arc<str>,
+        endpoint: Cow<'static, str>,
+        metadata: Metadata,
+        body: Bytes,
+    },
+    StreamAccept {
+        id: u64,
+    },
+    StreamData {
+        id: u64,
+        content_type: ContentType,
+        body: Bytes,
+    },
+    StreamEnd {
+        id: u64,
+    },
+    StreamCancel {
+        id: u64,
+    },
+    StreamCredit {
+        id: u64,
+        bytes: u32,
+    },
 }
 
 impl Outgoing {
@@ -190,6 +279,13 @@ impl Outgoing {
         4 + 12
             + match self {
                 Outgoing::Request {
+                    service,
+                    endpoint,
+                    metadata,
+                    body,
+                    ..
+                }
+                | Outgoing::StreamOpen {
                     service,
                     endpoint,
                     metadata,
@@ -207,7 +303,11 @@ impl Outgoing {
                             .sum::<usize>()
                         + body.len()
                 }
-                Outgoing::Reply { body, .. } => body.len(),
+                Outgoing::Reply { body, .. } | Outgoing::StreamData { body, .. } => body.len(),
+                Outgoing::StreamCredit { .. } => 4,
+                Outgoing::StreamAccept { .. }
+                | Outgoing::StreamEnd { .. }
+                | Outgoing::StreamCancel { .. } => 0,
                 Outgoing::Error { error, .. } => 64 + error.id.len() + error.detail.len(),
                 Outgoing::GoAway | Outgoing::GoAwayAck => 0,
             }
@@ -228,15 +328,37 @@ impl Outgoing {
                 body,
             } => {
                 header(buf, KIND_REQUEST, *content_type, *id);
-                buf.put_u32(*timeout_ms);
-                put_str(buf, service);
-                put_str(buf, endpoint);
-                buf.put_u16(metadata.len().min(u16::MAX as usize) as u16);
-                for (k, v) in metadata.iter().take(u16::MAX as usize) {
-                    put_str(buf, k);
-                    put_str(buf, v);
-                }
+                put_request(buf, *timeout_ms, service, endpoint, metadata, body);
+            }
+            Outgoing::StreamOpen {
+                flags,
+                id,
+                content_type,
+                timeout_ms,
+                service,
+                endpoint,
+                metadata,
+                body,
+            } => {
+                header_with_flags(buf, KIND_STREAM_OPEN, *content_type, *flags, *id);
+                put_request(buf, *timeout_ms, service, endpoint, metadata, body);
+            }
+            Outgoing::StreamAccept { id } => header(buf, KIND_STREAM_OPEN, ContentType::Json, *id),
+            Outgoing::StreamData {
+                id,
+                content_type,
+                body,
+            } => {
+                header(buf, KIND_STREAM_DATA, *content_type, *id);
                 buf.extend_from_slice(body);
+            }
+            Outgoing::StreamEnd { id } => header(buf, KIND_STREAM_END, ContentType::Json, *id),
+            Outgoing::StreamCancel { id } => {
+                header(buf, KIND_STREAM_CANCEL, ContentType::Json, *id);
+            }
+            Outgoing::StreamCredit { id, bytes } => {
+                header(buf, KIND_STREAM_CREDIT, ContentType::Json, *id);
+                buf.put_u32(*bytes);
             }
             Outgoing::Reply {
                 id,
@@ -259,6 +381,25 @@ impl Outgoing {
         let len = (buf.len() - start - 4) as u32;
         buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
     }
+}
+
+fn put_request(
+    buf: &mut BytesMut,
+    timeout_ms: u32,
+    service: &str,
+    endpoint: &str,
+    metadata: &Metadata,
+    body: &[u8],
+) {
+    buf.put_u32(timeout_ms);
+    put_str(buf, service);
+    put_str(buf, endpoint);
+    buf.put_u16(metadata.len().min(u16::MAX as usize) as u16);
+    for (k, v) in metadata.iter().take(u16::MAX as usize) {
+        put_str(buf, k);
+        put_str(buf, v);
+    }
+    buf.extend_from_slice(body);
 }
 
 fn header(buf: &mut BytesMut, kind: u8, ct: ContentType, id: u64) {
@@ -379,8 +520,66 @@ mod tests {
     }
 
     #[test]
+    fn stream_frames_roundtrip() {
+        let frame = roundtrip(Outgoing::StreamOpen {
+            flags: FLAG_REQUEST_STREAM | FLAG_REPLY_STREAM,
+            id: 5,
+            content_type: ContentType::Json,
+            timeout_ms: 0,
+            service: "chat".into(),
+            endpoint: "Chat.Talk".into(),
+            metadata: Metadata::new(),
+            body: Bytes::new(),
+        });
+        let Frame::StreamOpen(open) = frame else {
+            panic!("not an open: {frame:?}")
+        };
+        assert_eq!((open.id, open.flags), (5, 6));
+        assert_eq!(open.endpoint(), "Chat.Talk");
+        assert!(matches!(
+            roundtrip(Outgoing::StreamAccept { id: 5 }),
+            Frame::StreamAccept { id: 5 }
+        ));
+        let Frame::StreamData { id, body, .. } = roundtrip(Outgoing::StreamData {
+            id: 5,
+            content_type: ContentType::Bincode,
+            body: Bytes::from_static(b"abc"),
+        }) else {
+            panic!("not data")
+        };
+        assert_eq!((id, &body[..]), (5, &b"abc"[..]));
+        assert!(matches!(
+            roundtrip(Outgoing::StreamEnd { id: 5 }),
+            Frame::StreamEnd { id: 5 }
+        ));
+        assert!(matches!(
+            roundtrip(Outgoing::StreamCancel { id: 5 }),
+            Frame::StreamCancel { id: 5 }
+        ));
+        assert!(matches!(
+            roundtrip(Outgoing::StreamCredit {
+                id: 5,
+                bytes: 1 << 20
+            }),
+            Frame::StreamCredit {
+                id: 5,
+                bytes: 0x10_0000
+            }
+        ));
+        // Every frame's announced size is what it takes, so queue accounting is exact.
+        for out in [
+            Outgoing::StreamCredit { id: 1, bytes: 9 },
+            Outgoing::StreamEnd { id: 1 },
+        ] {
+            let mut buf = BytesMut::new();
+            out.encode(&mut buf);
+            assert_eq!(buf.len(), out.encoded_len());
+        }
+    }
+
+    #[test]
     fn unknown_kind_and_content_type_are_rejected() {
-        let mut f = vec![9u8, 1, 0, 0];
+        let mut f = vec![99u8, 1, 0, 0];
         f.extend_from_slice(&1u64.to_be_bytes());
         assert_eq!(
             Frame::decode(Bytes::from(f.clone()))

@@ -29,6 +29,20 @@ fn public_types_are_send_and_sync() {
     sync::<micro::auth::Jwt>();
     send::<micro::auth::Rules>();
     sync::<micro::auth::Rules>();
+    sync::<micro::Payload>();
+    send::<micro::Streaming<String>>();
+    send::<micro::StreamSender<String>>();
+    sync::<micro::StreamSender<String>>();
+    send::<micro::StreamCall<micro::Streaming<String>>>();
+}
+
+#[test]
+fn stream_futures_are_send() {
+    let feed = tests::streams::FeedClient::with_service(tests::client(), "x");
+    let fut = std::future::IntoFuture::into_future(feed.count(Default::default()));
+    send_val(&fut);
+    let (tx, _rx) = micro::Streaming::<u64>::channel(1);
+    send_val(&tx.send(1));
 }
 
 #[test]

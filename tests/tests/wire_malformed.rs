@@ -38,8 +38,8 @@ async fn malformed_frame_closes_only_its_connection() {
     assert_eq!(client.add(1).await.unwrap(), 1);
 
     let mut bad = TcpStream::connect(service.address()).await.unwrap();
-    // A 12-byte frame of kind 9, which does not exist.
-    let mut frame = vec![0, 0, 0, 12, 9, 1, 0, 0];
+    // A 12-byte frame of kind 99, which does not exist.
+    let mut frame = vec![0, 0, 0, 12, 99, 1, 0, 0];
     frame.extend_from_slice(&5u64.to_be_bytes());
     bad.write_all(&frame).await.unwrap();
     let err = closing_error(&mut bad).await;

@@ -157,6 +157,20 @@ impl Endpoint<'_> {
     }
 }
 
+impl<'a> Endpoint<'a> {
+    /// `T` when the handler takes a `Streaming<T>` of requests.
+    pub(crate) fn request_item(&self) -> Option<&'a Type> {
+        self.request
+            .as_ref()
+            .and_then(|request| streaming_item(request.ty))
+    }
+
+    /// `T` when the handler returns a `Streaming<T>` of replies.
+    pub(crate) fn reply_item(&self) -> Option<&'a Type> {
+        streaming_item(self.response)
+    }
+}
+
 impl<'a> Service<'a> {
     /// Reads the attribute arguments and the item. `None` when the item as a
     /// whole cannot become a service; its methods are still read so that their
@@ -850,6 +864,24 @@ fn result_args(ty: &Type) -> Option<(&Type, Option<&Type>)> {
 }
 
 /// `say_hello` → `SayHello`, the go-micro spelling of endpoint names.
+/// `T` in `Streaming<T>` (by any path: `micro::Streaming<T>` too): the item of a stream.
+pub(crate) fn streaming_item(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if path.qself.is_some() || last.ident != "Streaming" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.iter().collect::<Vec<_>>()[..] {
+        [syn::GenericArgument::Type(item)] => Some(item),
+        _ => None,
+    }
+}
+
 pub(crate) fn camel_case(ident: &Ident) -> String {
     let mut camel = String::new();
     for word in ident.unraw().to_string().split('_') {

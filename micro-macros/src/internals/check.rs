@@ -26,9 +26,37 @@ pub(crate) fn check(cx: &Ctxt, service: &mut Service<'_>) {
             client_name_is_free(cx, &client, endpoint),
             wire_name_is_free(cx, &mut wire_names, endpoint),
             types_are_nameable(cx, Some(service.ident), endpoint),
+            streams_only_on_calls(cx, endpoint),
         ];
         !checks.contains(&false)
     });
+}
+
+/// An event is one message: a subscriber can neither take nor return a stream.
+fn streams_only_on_calls(cx: &Ctxt, endpoint: &Endpoint<'_>) -> bool {
+    if !endpoint.role.is_subscriber() {
+        return true;
+    }
+    let mut ok = true;
+    if let Some(request) = endpoint
+        .request
+        .as_ref()
+        .filter(|_| endpoint.request_item().is_some())
+    {
+        cx.error_spanned_by(
+            request.ty,
+            "a subscriber receives one event at a time, not a `Streaming`: take the event type",
+        );
+        ok = false;
+    }
+    if endpoint.reply_item().is_some() {
+        cx.error_spanned_by(
+            endpoint.response,
+            "a subscriber cannot return a `Streaming`: nobody reads it; return `micro::Result<()>`",
+        );
+        ok = false;
+    }
+    ok
 }
 
 /// Subscribers get no client method, so any name will do for them.

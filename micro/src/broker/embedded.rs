@@ -372,6 +372,7 @@ impl Handler for Inbox {
             queue: "",
             // A repeat would run the subscribers twice.
             idempotent: false,
+            stream: crate::handler::StreamKind::Unary,
             doc: "",
             describe: || crate::registry::Description::of::<Delivery, ()>("Delivery", "()"),
         }],

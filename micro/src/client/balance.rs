@@ -217,6 +217,9 @@ impl Shared {
         transport: &dyn Transport,
         req: Request,
     ) -> Result<Payload, Failure> {
+        if req.options.stream != 0 {
+            return self.remote_stream(node, transport, req).await;
+        }
         let content_type = req.options.content_type.unwrap_or(self.content_type);
         let body = req.payload.to_bytes(content_type).map_err(|e| {
             Failure::new(
@@ -285,6 +288,91 @@ impl Shared {
                 Fault::Lost,
             )),
         }
+    }
+
+    /// One attempt to open a stream over the network.
+    async fn remote_stream(
+        &self,
+        node: &Node,
+        transport: &dyn Transport,
+        req: Request,
+    ) -> Result<Payload, Failure> {
+        let content_type = req.options.content_type.unwrap_or(self.content_type);
+        let flags = req.options.stream;
+        let conn = self
+            .pool
+            .get(transport, &node.address)
+            .await
+            .map_err(|e| Failure::new(e, Fault::Refused))?;
+        let bad = |e: crate::codec::CodecError| {
+            Failure::new(
+                Error::bad_request(
+                    "micro.client",
+                    format_args!("cannot send the request as {content_type}: {e}"),
+                ),
+                Fault::Answered,
+            )
+        };
+        let (body, requests) = if flags & crate::wire::FLAG_REQUEST_STREAM != 0 {
+            (
+                bytes::Bytes::new(),
+                Some(req.payload.into_payloads().map_err(bad)?),
+            )
+        } else {
+            let body = req.payload.to_bytes(content_type).map_err(bad)?;
+            if body.len() + HEADER_ALLOWANCE > self.max_frame {
+                return Err(bad(crate::codec::CodecError::new(format!(
+                    "{} bytes exceed the {}-byte frame limit",
+                    body.len(),
+                    self.max_frame
+                ))));
+            }
+            (body, None)
+        };
+        let deadline = req.options.stream_deadline;
+        let timeout_ms = deadline.map_or(0, |d| {
+            let ms = d.saturating_duration_since(Instant::now()).as_millis();
+            u32::try_from(ms).unwrap_or(u32::MAX).max(1)
+        });
+        let Request {
+            service,
+            endpoint,
+            metadata,
+            ..
+        } = req;
+        let answer = conn
+            .open_stream(
+                flags,
+                |id| Outgoing::StreamOpen {
+                    flags,
+                    id,
+                    content_type,
+                    timeout_ms,
+                    service,
+                    endpoint,
+                    metadata,
+                    body,
+                },
+                requests,
+                content_type,
+                self.max_frame,
+                deadline,
+            )
+            .await
+            .map_err(|f| match f {
+                super::Failure::NotRun(e) => Failure::new(e, Fault::Refused),
+                super::Failure::Final(e) => Failure::new(e, Fault::Lost),
+            })?;
+        answer.map_err(|(error, not_run)| {
+            Failure::new(
+                error,
+                if not_run {
+                    Fault::Rejected
+                } else {
+                    Fault::Answered
+                },
+            )
+        })
     }
 
     /// Takes a node out of selection after a connection failure or timeout.

@@ -8,9 +8,13 @@ use tokio::sync::oneshot;
 
 use super::Failure;
 use crate::Error;
+use crate::Payload;
+use crate::codec::ContentType;
 use crate::framed::{FrameReader, ReadError, WriteQueue};
+use crate::stream::PayloadStream;
+use crate::stream::mux::{Outbound, Streams, pump};
 use crate::transport::BoxIo;
-use crate::wire::{Frame, Outgoing};
+use crate::wire::{FLAG_REPLY_STREAM, Frame, Outgoing};
 
 type Waiter = oneshot::Sender<Result<Frame, Error>>;
 
@@ -62,6 +66,7 @@ pub(crate) struct Conn {
     shared: Arc<Shared>,
     next_id: AtomicU64,
     addr: Arc<str>,
+    streams: Arc<Streams>,
 }
 
 impl Conn {
@@ -70,11 +75,13 @@ impl Conn {
         let tx = WriteQueue::start(write, WRITE_BUFFER, None);
         let shared = Arc::new(Shared::default());
         let addr: Arc<str> = addr.into();
+        let streams = Arc::new(Streams::default());
         tokio::spawn(read_loop(
             FrameReader::new(read, max_frame, None),
             shared.clone(),
             tx.downgrade(),
             addr.clone(),
+            streams.clone(),
         ));
         Arc::new(Conn {
             tx,
@@ -82,6 +89,7 @@ impl Conn {
             // 0 is reserved for frames about the connection itself.
             next_id: AtomicU64::new(1),
             addr,
+            streams,
         })
     }
 
@@ -130,6 +138,90 @@ impl Conn {
         }
     }
 
+    /// Opens a stream with `open` (an open frame around a fresh id), sends `requests` on it
+    /// within the server's credit, and waits for the handler's answer: the stream of replies
+    /// when `flags` asks for one, else its single reply. The inner `Err` is the server's
+    /// answer, `true` when it turned the stream away before running the handler.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the stream: the server is told to stop.
+    pub(crate) async fn open_stream(
+        &self,
+        flags: u16,
+        open: impl FnOnce(u64) -> Outgoing,
+        requests: Option<PayloadStream>,
+        content_type: ContentType,
+        max_frame: usize,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Result<Payload, (Error, bool)>, Failure> {
+        if !self.tx.space(MAX_IN_FLIGHT).await {
+            return Err(Failure::NotRun(self.lost()));
+        }
+        // Counted in flight until the stream of replies is dropped or ends.
+        let slot = self.tx.for_call();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let replies = flags & FLAG_REPLY_STREAM != 0;
+        let Some((reader, credit)) = self.streams.open(id, replies, requests.is_some(), &slot)
+        else {
+            return Err(Failure::NotRun(self.lost()));
+        };
+        let mut guard = Abandon {
+            conn: self,
+            id,
+            armed: true,
+        };
+        let (waiter, reply) = oneshot::channel();
+        {
+            let mut calls = self.shared.calls();
+            if calls.draining || self.shared.closed.load(Ordering::SeqCst) {
+                guard.armed = false;
+                self.streams.remove(id);
+                return Err(Failure::NotRun(self.lost()));
+            }
+            if self.tx.send(open(id)).is_err() {
+                guard.armed = false;
+                self.streams.remove(id);
+                return Err(Failure::NotRun(self.lost()));
+            }
+            calls.waiting.insert(id, waiter);
+        }
+        if let (Some(items), Some(credit)) = (requests, credit) {
+            let out = Outbound {
+                tx: slot.clone(),
+                id,
+                content_type,
+                max_frame,
+                credit,
+                deadline,
+                source: "micro.client",
+            };
+            tokio::spawn(pump(out, items));
+        }
+        let answer = match reply.await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(error)) => return Err(Failure::Final(error)),
+            Err(_) => return Err(Failure::Final(self.lost())),
+        };
+        match (answer, reader) {
+            (Frame::StreamAccept { .. }, Some(reader)) => {
+                // The reader owns the stream from here: dropping it cancels.
+                guard.armed = false;
+                Ok(Ok(Payload::payloads(reader)))
+            }
+            (
+                Frame::Reply {
+                    content_type, body, ..
+                },
+                None,
+            ) => Ok(Ok(Payload::encoded(content_type, body))),
+            (Frame::Error { error, not_run, .. }, _) => Ok(Err((error, not_run))),
+            _ => Err(Failure::Final(Error::internal(
+                "micro.client",
+                format_args!("{} answered a stream with the wrong frame", self.addr),
+            ))),
+        }
+    }
+
     fn lost(&self) -> Error {
         if let Some(why) = self.shared.why.get() {
             return why.clone();
@@ -138,6 +230,23 @@ impl Conn {
             "micro.client",
             format_args!("connection to {} closed", self.addr),
         )
+    }
+}
+
+/// Tells the server to stop a stream whose opening was abandoned or failed, and forgets it.
+struct Abandon<'a> {
+    conn: &'a Conn,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        self.conn.shared.calls().waiting.remove(&self.id);
+        if self.armed {
+            let _ = self.conn.tx.send(Outgoing::StreamCancel { id: self.id });
+            self.conn.streams.remove(self.id);
+        }
     }
 }
 
@@ -158,6 +267,7 @@ async fn read_loop(
     shared: Arc<Shared>,
     tx: crate::framed::WeakWriteQueue,
     addr: Arc<str>,
+    streams: Arc<Streams>,
 ) {
     // Weak, so that the connection closes when the pool lets go of it.
     let error = loop {
@@ -178,7 +288,35 @@ async fn read_loop(
             }
         };
         let (id, frame) = match frame {
-            Frame::Reply { id, .. } | Frame::Error { id, .. } => (id, frame),
+            Frame::Reply { id, .. } | Frame::Error { id, .. } | Frame::StreamAccept { id } => {
+                (id, frame)
+            }
+            Frame::StreamData {
+                id,
+                content_type,
+                body,
+            } => match streams.data(id, content_type, body) {
+                Ok(()) => continue,
+                Err(violation) => {
+                    tracing::warn!(%addr, "closing connection: {}", violation.0);
+                    break Error::unavailable(
+                        "micro.client",
+                        format_args!("{addr} broke the protocol: {}", violation.0),
+                    );
+                }
+            },
+            Frame::StreamEnd { id } => {
+                streams.end(id, Ok(()));
+                continue;
+            }
+            Frame::StreamCredit { id, bytes } => {
+                streams.credit(id, bytes);
+                continue;
+            }
+            Frame::StreamCancel { id } => {
+                streams.cancel(id, false);
+                continue;
+            }
             Frame::GoAway => {
                 let mut calls = shared.calls();
                 calls.draining = true;
@@ -188,7 +326,7 @@ async fn read_loop(
                 tracing::debug!(%addr, "server going away; {} call(s) still waiting", calls.waiting.len());
                 continue;
             }
-            Frame::Request(_) | Frame::GoAwayAck => {
+            Frame::Request(_) | Frame::StreamOpen(_) | Frame::GoAwayAck => {
                 tracing::warn!(%addr, "closing connection: unexpected frame from the server");
                 break Error::unavailable(
                     "micro.client",
@@ -204,9 +342,15 @@ async fn read_loop(
             continue;
         }
         let waiter = shared.calls().waiting.remove(&id);
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(Ok(frame));
+        match (waiter, frame) {
+            (Some(waiter), frame) => {
+                let _ = waiter.send(Ok(frame));
+            }
+            // An error after a stream was accepted ends the stream.
+            (None, Frame::Error { error, .. }) => streams.end(id, Err(error)),
+            (None, _) => {}
         }
     };
+    streams.close_all(&error);
     shared.fail_all(&error);
 }

@@ -70,9 +70,11 @@ mod conn;
 mod deadline;
 mod pool;
 mod retry;
+mod stream;
 
 pub use crate::discovery::DEFAULT_EJECTION;
 pub use call::Call;
+pub use stream::StreamCall;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -407,6 +409,10 @@ pub(crate) struct CallOptions {
     pub(crate) idempotent: bool,
     pub(crate) version: Option<String>,
     pub(crate) node_metadata: Vec<(String, String)>,
+    /// For a streaming call, which directions stream (the open frame's flags); 0 otherwise.
+    pub(crate) stream: u16,
+    /// For a streaming call, when the whole stream must end.
+    pub(crate) stream_deadline: Option<Instant>,
 }
 
 impl Client {
@@ -571,7 +577,7 @@ impl Client {
             service,
             endpoint,
             std::mem::take(&mut opts.metadata),
-            Some(deadline),
+            stream::call_deadline(&opts, deadline),
             payload,
         );
         if opts.content_type.is_none() {

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Router;
 use super::listen::ServerLimits;
+use super::{Router, stream};
 use crate::Error;
 use crate::framed::{FrameReader, ReadError, WriteQueue};
+use crate::stream::mux::Streams;
 use crate::transport::BoxIo;
 use crate::wire::{Frame, Outgoing};
 
@@ -38,13 +39,24 @@ pub(crate) async fn serve(
     let peer: Arc<str> = peer.into();
     let max_in_flight = limits.get_max_in_flight();
     let mut going_away = false;
+    // Acknowledged the go away while streams were open: serve them, then close.
+    let mut acked = false;
+    let streams = Arc::new(Streams::default());
     // The idle clock runs from the last frame read or the last call answered.
     let mut idle_since = Instant::now();
     loop {
         let quiet = tx.in_flight() == 0 && tx.queued_bytes() == 0;
+        if acked && quiet {
+            break;
+        }
         let next = tokio::select! {
             biased;
-            _ = shutdown.abort.cancelled() => break,
+            _ = shutdown.abort.cancelled() => {
+                // Out of time: streams end with a reason rather than a cut connection.
+                let error = Error::unavailable("micro.server", "the service is shutting down");
+                streams.end_all(&tx, &error);
+                break;
+            }
             _ = tx.closed() => break,
             _ = shutdown.drain.cancelled(), if !going_away => {
                 going_away = true;
@@ -71,9 +83,12 @@ pub(crate) async fn serve(
             }
             next = async {
                 // Back-pressure: read no more requests while the peer is not reading replies
-                // or has too many calls in flight.
-                if !tx.has_space(max_in_flight) {
-                    if !tx.space(max_in_flight).await {
+                // or has too many calls in flight. With streams open, keep reading at the
+                // call limit (their credit and cancel frames must get through) and turn new
+                // calls away instead.
+                let limit = if streams.is_empty() { max_in_flight } else { usize::MAX };
+                if !tx.has_space(limit) {
+                    if !tx.space(limit).await {
                         return Err(ReadError::Closed);
                     }
                     frames.restart_clock();
@@ -82,12 +97,48 @@ pub(crate) async fn serve(
             } => next,
         };
         idle_since = Instant::now();
+        let next = match next {
+            Ok(frame) => {
+                let mut frame = Some(frame);
+                match stream::frame(&streams, &mut frame) {
+                    Ok(true) => continue,
+                    Ok(false) => frame.map(Ok).unwrap_or(Err(ReadError::Closed)),
+                    Err(violation) => {
+                        reject(&tx, &peer, violation.0);
+                        break;
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
         match next {
+            Ok(Frame::Request(request) | Frame::StreamOpen(request))
+                if tx.in_flight() >= max_in_flight =>
+            {
+                let error = Error::overloaded(
+                    "micro.server",
+                    format_args!("{max_in_flight} calls and streams in flight on this connection"),
+                );
+                let _ = tx.send(Outgoing::Error {
+                    id: request.id,
+                    error,
+                    not_run: true,
+                });
+            }
             Ok(Frame::Request(request)) => {
                 router.dispatch_frame(request, &peer, &tx.for_call());
             }
-            // The peer has sent its last request: everything it sent before is being served.
-            Ok(Frame::GoAwayAck) if going_away => break,
+            Ok(Frame::StreamOpen(request)) => {
+                stream::open(&router, &streams, request, &peer, tx.for_call());
+            }
+            // The peer has sent its last request: everything it sent before is being served,
+            // and its open streams still need their credit and cancel frames read.
+            Ok(Frame::GoAwayAck) if going_away => {
+                if streams.is_empty() {
+                    break;
+                }
+                acked = true;
+            }
             Ok(_) => {
                 reject(&tx, &peer, "unexpected frame from a client");
                 break;
@@ -103,6 +154,8 @@ pub(crate) async fn serve(
             }
         }
     }
+    // Streams still open end with an error (their senders stop), never as if complete.
+    streams.close_all(&Error::unavailable("micro.server", "connection closed"));
     // Replies still being computed hold clones of `tx`; the writer sends them, then closes.
     drop(frames);
     tokio::select! {

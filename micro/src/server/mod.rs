@@ -4,6 +4,7 @@ mod actor;
 mod conn;
 mod debug;
 mod listen;
+mod stream;
 
 pub use actor::HandlerStats;
 pub(crate) use actor::{Counters, Factory, Mounted, Plan, Started, mount};
@@ -306,6 +307,11 @@ impl Router {
     /// request was turned away before it ran.
     pub(crate) async fn call_local(&self, mut request: Request) -> Result<Payload, (Error, bool)> {
         request.caller = LOCAL_CALLER.with(Arc::clone);
+        self.call_routed(request).await
+    }
+
+    /// Serves a request through the layers and the mailbox, answering the caller here.
+    pub(crate) async fn call_routed(&self, mut request: Request) -> Result<Payload, (Error, bool)> {
         match &self.layered {
             Some(layered) => {
                 let turned_away = Arc::new(AtomicBool::new(false));
