@@ -37,6 +37,7 @@
 //! | `MICRO_TRANSPORT` | `--transport` | `tcp` (default), `memory` |
 //! | `MICRO_BROKER` | `--broker` | `embedded` (default), `memory`; with feature `nats`: `nats`, `jetstream` |
 //! | `MICRO_BROKER_ADDRESS` | `--broker_address` | its address; for `embedded`, where its inbox listens |
+//! | `MICRO_LOG_FORMAT` | `--log_format` | `text` (default) or `json`: how [`Service::run`](crate::Service::run)'s default subscriber prints (see [`telemetry`](crate::telemetry)) |
 //!
 //! Sizes are bytes, or a number with a unit (`512KiB`, `8MiB`, `1GiB`).
 //!
@@ -114,6 +115,8 @@ pub struct Options {
     pub broker: Option<String>,
     /// `MICRO_BROKER_ADDRESS`, `--broker_address`.
     pub broker_address: Option<String>,
+    /// `MICRO_LOG_FORMAT`, `--log_format`.
+    pub log_format: Option<crate::telemetry::LogFormat>,
     /// `--help` or `-h` was given.
     pub help: bool,
 }
@@ -196,6 +199,8 @@ pub const BROKERS: &[&str] = &["embedded", "memory"];
 /// Brokers this build knows.
 #[cfg(feature = "nats")]
 pub const BROKERS: &[&str] = &["embedded", "memory", "nats", "jetstream"];
+/// Log formats.
+pub const LOG_FORMATS: &[&str] = &["text", "json"];
 
 const SPECS: &[Spec] = &[
     Spec {
@@ -317,6 +322,11 @@ const SPECS: &[Spec] = &[
         name: "broker_address",
         kind: Kind::Text,
         help: "broker address",
+    },
+    Spec {
+        name: "log_format",
+        kind: Kind::OneOf(LOG_FORMATS),
+        help: "format of the default log lines",
     },
 ];
 
@@ -530,6 +540,10 @@ impl Options {
                 let v = value.trim().to_ascii_lowercase();
                 if !allowed.contains(&v.as_str()) {
                     return Err(err(&format!("one of {}", allowed.join(", "))));
+                }
+                if spec.name == "log_format" {
+                    self.log_format = v.parse().ok();
+                    return Ok(());
                 }
                 let v = Some(v);
                 match spec.name {
@@ -778,6 +792,11 @@ mod tests {
                 "127.0.0.1:4222",
                 Box::new(|o| o.broker_address.as_deref() == Some("127.0.0.1:4222")),
             ),
+            (
+                "log_format",
+                "JSON",
+                Box::new(|o| o.log_format == Some(crate::telemetry::LogFormat::Json)),
+            ),
         ];
         assert_eq!(cases.len(), SPECS.len(), "a setting has no case");
         for (name, value, check) in &cases {
@@ -819,6 +838,7 @@ mod tests {
             ("transport", "carrier-pigeon"),
             ("broker", "kafka"),
             ("broker_address", ""),
+            ("log_format", "logfmt"),
         ];
         assert_eq!(bad.len(), SPECS.len(), "a setting has no bad case");
         for (name, value) in bad {

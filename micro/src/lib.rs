@@ -89,6 +89,7 @@ pub mod runtime;
 pub mod selector;
 mod server;
 mod service;
+pub mod telemetry;
 pub mod transport;
 pub mod wire;
 

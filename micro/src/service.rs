@@ -962,8 +962,14 @@ impl Service {
     /// deregister, keep serving for the drain period, stop accepting, let in-flight calls
     /// finish (up to the shutdown timeout). `--help` prints the settings and returns.
     ///
+    /// Unless the program installed a `tracing` subscriber, it installs micro's (see
+    /// [`telemetry`](crate::telemetry)): log lines on stderr, chosen by `RUST_LOG` (default
+    /// `info`), as text or, with `MICRO_LOG_FORMAT=json`, JSON.
+    ///
     /// # Errors
-    /// As [`start`](Self::start), and for flags that do not parse.
+    /// As [`start`](Self::start), and for flags that do not parse. A `main` that returns the
+    /// error prints it as one readable line, such as
+    /// ``Error: micro.config: invalid MICRO_REGISTRY `zk`: expected one of local, memory (400 Bad Request)``.
     ///
     /// ```no_run
     /// # use micro::prelude::*;
@@ -977,15 +983,25 @@ impl Service {
     /// ```
     pub async fn run(mut self) -> Result<(), Error> {
         if self.runtime.is_none() && self.options.is_none() {
-            let runtime = Runtime::from_process()?;
-            if runtime.options().help {
+            let options = Options::from_process()?;
+            if options.help {
                 print!("{}", crate::config::help());
                 return Ok(());
             }
-            self.runtime = Some(runtime);
+            // Before the runtime, whose construction may already have something to say.
+            crate::telemetry::init_logs(options.log_format.unwrap_or_default());
+            self.runtime = Some(Runtime::new(options));
+        } else {
+            let format = match (&self.runtime, &self.options) {
+                (Some(runtime), _) => runtime.options().log_format,
+                (None, Some(options)) => options.log_format,
+                (None, None) => None,
+            };
+            crate::telemetry::init_logs(format.unwrap_or_default());
         }
+        let signal = shutdown_signal();
         let running = self.start().await?;
-        let signal = shutdown_signal().await;
+        let signal = signal.await;
         tracing::info!(service = %running.record.name, "{signal}: shutting down");
         running.stop().await;
         Ok(())
@@ -1014,19 +1030,29 @@ fn plan<H: Handler>(workers: usize, limits: Limits) -> Plan<H> {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Listens for SIGINT and SIGTERM from the moment it is called, not from the first poll, so
+/// a signal that arrives while the service starts is not lost (nor fatal).
+fn shutdown_signal() -> impl Future<Output = &'static str> {
+    use futures_util::future::Either;
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            return tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            };
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            return Either::Left(async move {
+                tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                }
+            });
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
-    "Ctrl-C"
+    Either::Right(async {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    })
 }
 
 /// A started [`Service`]. Stop it with [`stop`](Self::stop), which deregisters and lets
