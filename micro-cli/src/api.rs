@@ -7,6 +7,9 @@
 //! status: a body that is not JSON is 400, a service outside `--allow` 403, an unknown
 //! service or endpoint 404 (a topic outside `--allow_topics` 403 too), a body over `--body_limit` 413, a call past `--timeout` 408.
 //! `GET /health` is 200 while the registry answers.
+//!
+//! A request's W3C `traceparent` (and `tracestate`) header is honoured: the call or event it
+//! leads to is part of the caller's trace.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,11 +19,12 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use micro::registry::Registry;
+use micro::telemetry::{TRACEPARENT, TRACESTATE, TraceParent};
 use micro::{Client, Error};
 
 use crate::Failure;
@@ -70,6 +74,7 @@ pub(crate) async fn run(env: Env, args: ApiArgs) -> Result<(), Failure> {
 
 async fn call(
     State(gw): State<Gateway>,
+    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -89,11 +94,30 @@ async fn call(
         Ok(body) => body,
         Err(e) => return error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
     };
-    call_endpoint(&gw.client, ID, &service, &endpoint, &body, gw.timeout).await
+    let trace = trace_metadata(&headers);
+    call_endpoint(
+        &gw.client, ID, &service, &endpoint, &body, gw.timeout, trace,
+    )
+    .await
+}
+
+/// The request's W3C trace context, when it carries a valid one: the call (or event) it
+/// leads to joins the caller's trace. Anything else is dropped rather than passed on.
+fn trace_metadata(headers: &HeaderMap) -> micro::Metadata {
+    let mut metadata = micro::Metadata::new();
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(parent) = header(TRACEPARENT).filter(|v| TraceParent::parse(v).is_some()) {
+        metadata.insert(TRACEPARENT.to_owned(), parent.to_owned());
+        if let Some(state) = header(TRACESTATE) {
+            metadata.insert(TRACESTATE.to_owned(), state.to_owned());
+        }
+    }
+    metadata
 }
 
 async fn event(
     State(gw): State<Gateway>,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -122,7 +146,11 @@ async fn event(
             ));
         }
     };
-    match gw.client.publish(&topic, &event).await {
+    let mut publish = gw.client.publish(&topic, &event);
+    for (key, value) in trace_metadata(&headers) {
+        publish = publish.metadata(key, value);
+    }
+    match publish.await {
         Ok(()) => json_response(StatusCode::ACCEPTED, "{}".to_owned()),
         Err(err) => error_response(&err),
     }

@@ -51,6 +51,7 @@ pub(crate) async fn call_endpoint(
     endpoint: &str,
     body: &[u8],
     timeout: Option<Duration>,
+    metadata: micro::Metadata,
 ) -> Response {
     let request = match parse_json(body) {
         Ok(request) => request,
@@ -62,6 +63,9 @@ pub(crate) async fn call_endpoint(
         }
     };
     let mut call = client.call_json(service, endpoint, request);
+    for (key, value) in metadata {
+        call = call.metadata(key, value);
+    }
     if let Some(timeout) = timeout {
         call = call.timeout(timeout);
     }

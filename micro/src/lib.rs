@@ -101,7 +101,7 @@ pub mod __private;
 pub mod __fuzz;
 
 pub use client::{Call, Client, ClientBuilder, Publish};
-pub use context::{Context, Metadata, TRACE_ID};
+pub use context::{Context, Metadata};
 pub use error::{Error, Result};
 pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message, Reads, Turn};
 pub use payload::Payload;

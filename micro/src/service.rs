@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::client::Client;
@@ -989,7 +990,7 @@ impl Service {
                 return Ok(());
             }
             // Before the runtime, whose construction may already have something to say.
-            crate::telemetry::init_logs(options.log_format.unwrap_or_default());
+            crate::telemetry::log::init(options.log_format.unwrap_or_default(), Some(&self.name));
             self.runtime = Some(Runtime::new(options));
         } else {
             let format = match (&self.runtime, &self.options) {
@@ -997,13 +998,15 @@ impl Service {
                 (None, Some(options)) => options.log_format,
                 (None, None) => None,
             };
-            crate::telemetry::init_logs(format.unwrap_or_default());
+            crate::telemetry::log::init(format.unwrap_or_default(), Some(&self.name));
         }
         let signal = shutdown_signal();
         let running = self.start().await?;
         let signal = signal.await;
         tracing::info!(service = %running.record.name, "{signal}: shutting down");
         running.stop().await;
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::shutdown();
         Ok(())
     }
 }
@@ -1091,12 +1094,19 @@ struct RouteHandler {
 impl crate::broker::EventHandler for RouteHandler {
     fn handle(
         &self,
-        _topic: &str,
-        msg: crate::broker::Message,
+        topic: &str,
+        mut msg: crate::broker::Message,
     ) -> BoxFuture<'static, Result<(), Error>> {
         let router = self.router.upgrade();
         let (endpoint, timeout) = (self.endpoint, self.timeout);
-        Box::pin(async move {
+        let service = router.as_ref().map_or("", |r| &*r.service);
+        let span = crate::telemetry::trace::deliver_span(topic, service, endpoint);
+        let parent = crate::telemetry::TraceParent::from_metadata(&msg.headers);
+        if let Some(tp) = crate::telemetry::trace::link(&span, parent) {
+            crate::telemetry::trace::inject(&mut msg.headers, &tp, None);
+        }
+        let outcome = span.clone();
+        let delivery = async move {
             let router =
                 router.ok_or_else(|| Error::unavailable("micro.server", "the service stopped"))?;
             let content_type = msg
@@ -1122,7 +1132,15 @@ impl crate::broker::EventHandler for RouteHandler {
                     format_args!("{endpoint} did not finish within {timeout:?}"),
                 )),
             }
-        })
+        };
+        Box::pin(
+            async move {
+                let result = delivery.await;
+                crate::telemetry::trace::record_outcome(&outcome, &result);
+                result
+            }
+            .instrument(span),
+        )
     }
 }
 

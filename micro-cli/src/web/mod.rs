@@ -85,7 +85,18 @@ async fn call(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match body {
-        Ok(body) => call_endpoint(&d.client, ID, &service, &endpoint, &body, d.timeout).await,
+        Ok(body) => {
+            call_endpoint(
+                &d.client,
+                ID,
+                &service,
+                &endpoint,
+                &body,
+                d.timeout,
+                Default::default(),
+            )
+            .await
+        }
         Err(e) => error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
     }
 }

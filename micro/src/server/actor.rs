@@ -10,11 +10,13 @@ use tokio::time::Instant;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{Envelope, ReplyTo, Route};
 use crate::client::Client;
 use crate::handler::{Handler, HandlerDef, Reads, Turn};
 use crate::middleware::Request;
+use crate::telemetry::{TraceParent, trace};
 use crate::{Context, Error, Payload};
 
 /// Counters for one handled type, shared by its actors and the routing layer.
@@ -423,10 +425,14 @@ async fn call_read(
     caller: Arc<str>,
     client: Client,
 ) -> Result<Payload, Error> {
-    let ctx = context(request.service.clone(), &request, caller, client);
-    ctx.clone()
+    let (ctx, span) = context(request.service.clone(), &request, caller, client);
+    let result = ctx
+        .clone()
         .scope(reader.dispatch_read(&ctx, index, request.payload))
-        .await
+        .instrument(span.clone())
+        .await;
+    trace::record_outcome(&span, &result);
+    result
 }
 
 /// Runs one `&mut self` handler in its context.
@@ -437,21 +443,35 @@ async fn call<H: Handler>(
     caller: Arc<str>,
     client: Client,
 ) -> Result<Payload, Error> {
-    let ctx = context(request.service.clone(), &request, caller, client);
-    ctx.clone()
+    let (ctx, span) = context(request.service.clone(), &request, caller, client);
+    let result = ctx
+        .clone()
         .scope(state.dispatch(&ctx, index, request.payload))
-        .await
+        .instrument(span.clone())
+        .await;
+    trace::record_outcome(&span, &result);
+    result
 }
 
-fn context(service: Arc<str>, request: &Request, caller: Arc<str>, client: Client) -> Context {
-    Context::new(
+/// The handler's context, and the `serve` span it runs in: a child of the caller's.
+fn context(
+    service: Arc<str>,
+    request: &Request,
+    caller: Arc<str>,
+    client: Client,
+) -> (Context, tracing::Span) {
+    let span = trace::server_span(&service, &request.endpoint);
+    let trace = trace::link(&span, TraceParent::from_metadata(&request.metadata));
+    let ctx = Context::new(
         service,
         request.endpoint.clone(),
         caller,
         request.deadline,
         request.metadata.clone(),
         client,
-    )
+        trace,
+    );
+    (ctx, span)
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {

@@ -2,8 +2,10 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// How log lines look.
 ///
@@ -36,7 +38,8 @@ impl std::str::FromStr for LogFormat {
 
 /// Installs micro's subscriber as the process's global default, writing to stderr and
 /// filtered by `RUST_LOG` (default `info`), unless one is installed already; returns whether
-/// it installed it.
+/// it installed it. With the `otel` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, it also
+/// exports spans (see `otel::layer`).
 ///
 /// [`Service::run`](crate::Service::run) calls it; call it yourself from a program that
 /// starts services with [`start`](crate::Service::start) and wants the same logs.
@@ -48,6 +51,11 @@ impl std::str::FromStr for LogFormat {
 /// # drop(installed);
 /// ```
 pub fn init_logs(format: LogFormat) -> bool {
+    init(format, None)
+}
+
+/// [`init_logs`], naming the service whose spans are exported.
+pub(crate) fn init(format: LogFormat, service: Option<&str>) -> bool {
     if tracing::dispatcher::has_been_set() {
         return false;
     }
@@ -56,14 +64,25 @@ pub fn init_logs(format: LogFormat) -> bool {
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .from_env_lossy();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Filtered on its own, so that spans an exporter wants do not all become log lines.
+    let fmt = match format {
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+        LogFormat::Text => fmt
             .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+            .with_filter(filter)
+            .boxed(),
     };
-    installed.is_ok()
+    #[cfg(feature = "otel")]
+    let exporter = super::otel::layer(service);
+    #[cfg(not(feature = "otel"))]
+    let exporter: Option<tracing_subscriber::layer::Identity> = {
+        let _ = service;
+        None
+    };
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(exporter)
+        .try_init()
+        .is_ok()
 }

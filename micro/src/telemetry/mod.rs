@@ -15,6 +15,11 @@
 //! # drop(first);
 //! ```
 
-mod log;
+pub(crate) mod log;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
+pub(crate) mod trace;
 
 pub use log::{LogFormat, init_logs};
+pub use trace::{TRACEPARENT, TRACESTATE, TraceParent};

@@ -1,0 +1,61 @@
+//! The outermost layer: a span per call, whose W3C trace context travels in the metadata.
+
+use std::task::{Context as TaskContext, Poll};
+
+use tower::{Service, ServiceExt};
+use tracing::Instrument;
+
+use crate::middleware::Request;
+use crate::telemetry::{TraceParent, trace};
+use crate::{BoxFuture, Context, Error, Payload};
+
+/// Opens a `call` span around each call (retries and the deadline included) and sends its
+/// context as `traceparent`. The parent is a `traceparent` already in the call's metadata
+/// (a gateway passing on its request's), else the call being served on this task.
+#[derive(Clone, Debug)]
+pub(super) struct Trace<S> {
+    inner: S,
+}
+
+impl<S> Trace<S> {
+    pub(super) fn new(inner: S) -> Self {
+        Self { inner }
+    }
+}
+
+impl<S> Service<Request> for Trace<S>
+where
+    S: Service<Request, Response = Payload, Error = Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Payload;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Payload, Error>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let inner = self.inner.clone();
+        let span = trace::client_span(&req.service, &req.endpoint);
+        let current = Context::current();
+        let parent = TraceParent::from_metadata(&req.metadata)
+            .or_else(|| current.as_ref().and_then(Context::trace));
+        if let Some(tp) = trace::link(&span, parent) {
+            let state = current.as_ref().and_then(|c| c.trace_state());
+            trace::inject(&mut req.metadata, &tp, state);
+        }
+        if span.is_disabled() {
+            return Box::pin(inner.oneshot(req));
+        }
+        Box::pin(
+            async move {
+                let result = inner.oneshot(req).await;
+                trace::record_outcome(&tracing::Span::current(), &result);
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
