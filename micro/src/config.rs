@@ -37,6 +37,7 @@
 //! | `MICRO_TRANSPORT` | `--transport` | `tcp` (default), `memory` |
 //! | `MICRO_BROKER` | `--broker` | `embedded` (default), `memory`; with feature `nats`: `nats`, `jetstream` |
 //! | `MICRO_BROKER_ADDRESS` | `--broker_address` | its address; for `embedded`, where its inbox listens |
+//! | `MICRO_METRICS_ADDRESS` | `--metrics_address` | with feature `prometheus`: where to serve `/metrics`, `/health/live` and `/health/ready` over HTTP (`:port`, `host:port`; unset: nowhere; see [`metrics`](crate::metrics)) |
 //! | `MICRO_LOG_FORMAT` | `--log_format` | `text` (default) or `json`: how [`Service::run`](crate::Service::run)'s default subscriber prints (see [`telemetry`](crate::telemetry)) |
 //!
 //! Sizes are bytes, or a number with a unit (`512KiB`, `8MiB`, `1GiB`).
@@ -115,6 +116,8 @@ pub struct Options {
     pub broker: Option<String>,
     /// `MICRO_BROKER_ADDRESS`, `--broker_address`.
     pub broker_address: Option<String>,
+    /// `MICRO_METRICS_ADDRESS`, `--metrics_address`.
+    pub metrics_address: Option<String>,
     /// `MICRO_LOG_FORMAT`, `--log_format`.
     pub log_format: Option<crate::telemetry::LogFormat>,
     /// `--help` or `-h` was given.
@@ -324,6 +327,11 @@ const SPECS: &[Spec] = &[
         help: "broker address",
     },
     Spec {
+        name: "metrics_address",
+        kind: Kind::Address,
+        help: "HTTP address for /metrics and /health/* (feature prometheus)",
+    },
+    Spec {
         name: "log_format",
         kind: Kind::OneOf(LOG_FORMATS),
         help: "format of the default log lines",
@@ -484,6 +492,7 @@ impl Options {
                 }
                 match spec.name {
                     "server_address" => self.server_address = Some(v),
+                    "metrics_address" => self.metrics_address = Some(v),
                     _ => self.server_advertise = Some(v),
                 }
             }
@@ -793,6 +802,11 @@ mod tests {
                 Box::new(|o| o.broker_address.as_deref() == Some("127.0.0.1:4222")),
             ),
             (
+                "metrics_address",
+                ":9464",
+                Box::new(|o| o.metrics_address.as_deref() == Some(":9464")),
+            ),
+            (
                 "log_format",
                 "JSON",
                 Box::new(|o| o.log_format == Some(crate::telemetry::LogFormat::Json)),
@@ -838,6 +852,7 @@ mod tests {
             ("transport", "carrier-pigeon"),
             ("broker", "kafka"),
             ("broker_address", ""),
+            ("metrics_address", "nowhere"),
             ("log_format", "logfmt"),
         ];
         assert_eq!(bad.len(), SPECS.len(), "a setting has no bad case");

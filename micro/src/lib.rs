@@ -82,6 +82,7 @@ pub mod docs;
 mod error;
 mod framed;
 mod handler;
+pub mod metrics;
 pub mod middleware;
 mod payload;
 pub mod registry;

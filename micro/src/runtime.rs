@@ -74,6 +74,7 @@ struct Shared {
     hosted: Hosted,
     cache: Arc<Cache>,
     client: OnceLock<Client>,
+    observe: Arc<crate::metrics::Observe>,
 }
 
 /// The services this runtime (and the runtimes derived from it) serve, by node id: a call
@@ -241,6 +242,11 @@ impl Runtime {
         &self.inner.hosted
     }
 
+    /// Metrics and readiness, shared by the runtimes derived from this one.
+    pub(crate) fn observe(&self) -> &Arc<crate::metrics::Observe> {
+        &self.inner.observe
+    }
+
     pub(crate) fn cache(&self) -> &Arc<Cache> {
         &self.inner.cache
     }
@@ -308,6 +314,7 @@ impl Runtime {
                 hosted: self.inner.hosted.clone(),
                 cache,
                 client: OnceLock::new(),
+                observe: self.inner.observe.clone(),
             }),
         }
     }
@@ -429,6 +436,7 @@ impl RuntimeBuilder {
         Runtime {
             inner: Arc::new(Shared {
                 cache: Arc::new(Cache::new(registry.clone())),
+                observe: Arc::new(crate::metrics::Observe::new(&options)),
                 options,
                 registry,
                 broker,

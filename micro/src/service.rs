@@ -123,6 +123,7 @@ pub struct Service {
     hooks: Hooks,
     register: bool,
     renamed: bool,
+    checks: Vec<(String, crate::metrics::Check)>,
 }
 
 #[derive(Default)]
@@ -209,6 +210,7 @@ impl Service {
             options: None,
             mounts: Vec::new(),
             hooks: Hooks::default(),
+            checks: Vec::new(),
             register: true,
             renamed: false,
         }
@@ -712,6 +714,29 @@ impl Service {
         Ok(())
     }
 
+    /// Adds a readiness check, as go-micro's `health.RegisterCheck`: while it returns
+    /// `Err(reason)`, `/health/ready` answers 503 with the reason (see
+    /// [`metrics`](crate::metrics)). Checks run on each readiness probe, so keep them quick.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    ///
+    /// let connected = Arc::new(AtomicBool::new(true));
+    /// let seen = connected.clone();
+    /// let service = micro::Service::new("greeter").health_check("database", move || {
+    ///     if seen.load(Ordering::Relaxed) { Ok(()) } else { Err("not connected".into()) }
+    /// });
+    /// # drop(service);
+    /// ```
+    pub fn health_check<F>(mut self, name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn() -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.checks.push((name.into(), Arc::new(check)));
+        self
+    }
+
     /// Listens, starts the actors, registers, and returns the running service.
     ///
     /// Settings from the runtime (`MICRO_*` variables) override the builder's (see
@@ -755,6 +780,23 @@ impl Service {
         }
         let registry = runtime.registry().clone();
         let transport = runtime.transport().clone();
+        #[cfg(feature = "prometheus")]
+        if let Some(address) = runtime.options().metrics_address.clone() {
+            let observe = runtime.observe().clone();
+            match observe.serve(&address, runtime.hosted().clone()).await {
+                Ok(Some(bound)) => tracing::info!(
+                    service = %self.name,
+                    "metrics and health on http://{bound}"
+                ),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Error::internal(
+                        "micro.server",
+                        format_args!("cannot listen on {address} for metrics: {e}"),
+                    ));
+                }
+            }
+        }
         let listener = match self.listener.take() {
             Some(listener) => listener,
             None => transport.listen(&self.address).await.map_err(|e| {
@@ -845,6 +887,11 @@ impl Service {
             &self.layers,
         );
         runtime.hosted().insert(node_id.clone(), router.clone());
+        let health =
+            runtime
+                .observe()
+                .health
+                .add(&node_id, &self.name, std::mem::take(&mut self.checks));
 
         let shutdown = Shutdown::default();
         let stop_accepting = CancellationToken::new();
@@ -908,6 +955,7 @@ impl Service {
             hooks_after_stop: std::mem::take(&mut self.hooks.after_stop).into(),
             subscriptions: Vec::new(),
             registered: self.register,
+            health,
         };
         for def in subscriber_routes {
             let broker = running.runtime.broker().clone();
@@ -915,6 +963,7 @@ impl Service {
                 router: weak_router.clone(),
                 endpoint: def.name,
                 timeout: running.client.timeout(),
+                observe: running.runtime.observe().clone(),
             });
             let mut opts = crate::broker::SubscribeOptions::default();
             if !def.queue.is_empty() {
@@ -1082,6 +1131,7 @@ pub struct RunningService {
     hooks_after_stop: std::sync::Mutex<Vec<Hook>>,
     subscriptions: Vec<crate::broker::Subscription>,
     registered: bool,
+    health: Arc<crate::metrics::Entry>,
 }
 
 /// Feeds a subscriber endpoint's mailbox from the broker.
@@ -1089,6 +1139,7 @@ struct RouteHandler {
     router: std::sync::Weak<Router>,
     endpoint: &'static str,
     timeout: Duration,
+    observe: Arc<crate::metrics::Observe>,
 }
 
 impl crate::broker::EventHandler for RouteHandler {
@@ -1133,9 +1184,12 @@ impl crate::broker::EventHandler for RouteHandler {
                 )),
             }
         };
+        let observe = self.observe.clone();
+        let topic = topic.to_owned();
         Box::pin(
             async move {
                 let result = delivery.await;
+                observe.delivery(&topic, endpoint, result.is_ok());
                 crate::telemetry::trace::record_outcome(&outcome, &result);
                 result
             }
@@ -1217,6 +1271,34 @@ impl RunningService {
         self.probe.stats().handlers
     }
 
+    /// Whether the runtime running this service is ready, as `/health/ready` answers (see
+    /// [`metrics`](crate::metrics)): `Err` with the reasons while a service of it drains or a
+    /// [check](Service::health_check) fails.
+    ///
+    /// ```
+    /// # use micro::prelude::*;
+    /// # #[derive(Default)] struct Greeter;
+    /// # #[micro::service(name = "greeter")]
+    /// # impl Greeter { pub async fn hello(&self, n: String) -> micro::Result<String> { Ok(n) } }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+    /// let service = micro::Runtime::in_memory()
+    ///     .service("greeter")
+    ///     .handle(Greeter)
+    ///     .health_check("disk", || Err("full".into()))
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(service.readiness(), Err(vec!["greeter: disk: full".to_string()]));
+    /// # service.stop().await; Ok(()) }
+    /// ```
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        let failures = self.runtime.observe().health.readiness();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures)
+        }
+    }
+
     async fn register_with_retries(&self, ttl: Duration) -> Result<(), Error> {
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=REGISTER_ATTEMPTS {
@@ -1268,6 +1350,10 @@ impl RunningService {
     /// See [`Service`] for an example.
     pub async fn stop(mut self) {
         let name = self.record.name.clone();
+        // Not ready from the first moment: balancers stop sending before we deregister.
+        self.health
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
         let hooks = take_hooks(&self.hooks_before_stop);
         let _ = run_hooks("before_stop", hooks).await;
         for sub in std::mem::take(&mut self.subscriptions) {
@@ -1321,6 +1407,10 @@ impl RunningService {
             tracing::warn!(service = %name, "handlers still running after {:?}; leaving them", self.shutdown_timeout);
         }
         tracing::info!(service = %name, "stopped");
+        self.runtime
+            .observe()
+            .health
+            .remove(&self.record.nodes[0].id);
         let hooks = take_hooks(&self.hooks_after_stop);
         let _ = run_hooks("after_stop", hooks).await;
     }
@@ -1332,6 +1422,7 @@ impl Drop for RunningService {
     fn drop(&mut self) {
         if let Some(node) = self.record.nodes.first() {
             self.runtime.hosted().remove(&node.id);
+            self.runtime.observe().health.remove(&node.id);
         }
         self.heartbeat_stop.cancel();
         self.stop_accepting.cancel();

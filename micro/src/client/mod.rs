@@ -364,7 +364,7 @@ impl ClientBuilder {
                 .map_err(|failure: balance::Failure| failure.error);
         let stack = crate::middleware::apply(&self.layers, BoxService::new(retrying));
         let stack = BoxService::new(deadline::Deadline::new(stack));
-        let stack = BoxService::new(trace::Trace::new(stack));
+        let stack = BoxService::new(trace::Trace::new(stack, runtime.observe().clone()));
         Client {
             inner: Arc::new(Inner {
                 runtime,
@@ -486,6 +486,7 @@ impl Client {
         });
         Publish {
             broker: self.broker(),
+            observe: self.inner.runtime.observe().clone(),
             topic: topic.to_owned(),
             body,
             content_type,
@@ -568,6 +569,7 @@ impl Client {
 #[derive(Debug)]
 pub struct Publish {
     broker: Arc<dyn Broker>,
+    observe: Arc<crate::metrics::Observe>,
     topic: String,
     body: Result<bytes::Bytes, Error>,
     content_type: ContentType,
@@ -613,6 +615,9 @@ impl std::future::IntoFuture for Publish {
                 .instrument(span.clone())
                 .await
                 .map_err(Into::into);
+            if result.is_ok() {
+                self.observe.publish(&self.topic);
+            }
             spans::record_outcome(&span, &result);
             result
         })

@@ -1,10 +1,15 @@
-//! The outermost layer: a span per call, whose W3C trace context travels in the metadata.
+//! The outermost layer: a span per call, whose W3C trace context travels in the metadata, and
+//! the client-side call metrics.
 
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
+
+use tokio::time::Instant;
 
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
+use crate::metrics::{Observe, Side};
 use crate::middleware::Request;
 use crate::telemetry::{TraceParent, trace};
 use crate::{BoxFuture, Context, Error, Payload};
@@ -15,11 +20,12 @@ use crate::{BoxFuture, Context, Error, Payload};
 #[derive(Clone, Debug)]
 pub(super) struct Trace<S> {
     inner: S,
+    observe: Arc<Observe>,
 }
 
 impl<S> Trace<S> {
-    pub(super) fn new(inner: S) -> Self {
-        Self { inner }
+    pub(super) fn new(inner: S, observe: Arc<Observe>) -> Self {
+        Self { inner, observe }
     }
 }
 
@@ -46,12 +52,27 @@ where
             let state = current.as_ref().and_then(|c| c.trace_state());
             trace::inject(&mut req.metadata, &tp, state);
         }
-        if span.is_disabled() {
-            return Box::pin(inner.oneshot(req));
+        if !self.observe.enabled() {
+            if span.is_disabled() {
+                return Box::pin(inner.oneshot(req));
+            }
+            return Box::pin(
+                async move {
+                    let result = inner.oneshot(req).await;
+                    trace::record_outcome(&tracing::Span::current(), &result);
+                    result
+                }
+                .instrument(span),
+            );
         }
+        let observe = self.observe.clone();
+        let (service, endpoint) = (req.service.clone(), req.endpoint.clone());
         Box::pin(
             async move {
+                let start = Instant::now();
                 let result = inner.oneshot(req).await;
+                let code = result.as_ref().err().map_or(0, |e| e.code);
+                observe.call(Side::Client, &service, &endpoint, start.elapsed(), code);
                 trace::record_outcome(&tracing::Span::current(), &result);
                 result
             }

@@ -15,6 +15,7 @@ use tracing::Instrument;
 use super::{Envelope, ReplyTo, Route};
 use crate::client::Client;
 use crate::handler::{Handler, HandlerDef, Reads, Turn};
+use crate::metrics::Side;
 use crate::middleware::Request;
 use crate::telemetry::{TraceParent, trace};
 use crate::{Context, Error, Payload};
@@ -425,12 +426,24 @@ async fn call_read(
     caller: Arc<str>,
     client: Client,
 ) -> Result<Payload, Error> {
+    let observe = client.runtime().observe().clone();
+    let start = observe.enabled().then(Instant::now);
     let (ctx, span) = context(request.service.clone(), &request, caller, client);
     let result = ctx
         .clone()
         .scope(reader.dispatch_read(&ctx, index, request.payload))
         .instrument(span.clone())
         .await;
+    if let Some(start) = start {
+        let code = result.as_ref().err().map_or(0, |e| e.code);
+        observe.call(
+            Side::Server,
+            ctx.service(),
+            ctx.endpoint(),
+            start.elapsed(),
+            code,
+        );
+    }
     trace::record_outcome(&span, &result);
     result
 }
@@ -443,12 +456,24 @@ async fn call<H: Handler>(
     caller: Arc<str>,
     client: Client,
 ) -> Result<Payload, Error> {
+    let observe = client.runtime().observe().clone();
+    let start = observe.enabled().then(Instant::now);
     let (ctx, span) = context(request.service.clone(), &request, caller, client);
     let result = ctx
         .clone()
         .scope(state.dispatch(&ctx, index, request.payload))
         .instrument(span.clone())
         .await;
+    if let Some(start) = start {
+        let code = result.as_ref().err().map_or(0, |e| e.code);
+        observe.call(
+            Side::Server,
+            ctx.service(),
+            ctx.endpoint(),
+            start.elapsed(),
+            code,
+        );
+    }
     trace::record_outcome(&span, &result);
     result
 }
