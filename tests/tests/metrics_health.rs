@@ -70,10 +70,10 @@ async fn until(port: u16, path: &str, pred: impl Fn(u16, &str) -> bool) -> (u16,
         let answer = tokio::task::spawn_blocking(move || try_get(port, &owned))
             .await
             .unwrap();
-        if let Ok((status, body)) = &answer {
-            if pred(*status, body) {
-                return (*status, body.clone());
-            }
+        if let Ok((status, body)) = &answer
+            && pred(*status, body)
+        {
+            return (*status, body.clone());
         }
         assert!(start.elapsed() < LIMIT, "{path}: still {answer:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
