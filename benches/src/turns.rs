@@ -45,6 +45,7 @@ pub async fn serve() -> micro::Result<Vec<(micro::RunningService, &'static str)>
         .start()
         .await?;
     let serial = micro::Service::new(SERIAL)
+        .rename()
         .address("127.0.0.1:0")
         .reads(1)
         .handle(Waiter::default())
