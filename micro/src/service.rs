@@ -781,14 +781,17 @@ impl Service {
         let registry = runtime.registry().clone();
         let transport = runtime.transport().clone();
         #[cfg(feature = "prometheus")]
+        let mut metrics_bound = None;
+        #[cfg(feature = "prometheus")]
         if let Some(address) = runtime.options().metrics_address.clone() {
             let observe = runtime.observe().clone();
             match observe.serve(&address, runtime.hosted().clone()).await {
-                Ok(Some(bound)) => tracing::info!(
-                    service = %self.name,
-                    "metrics and health on http://{bound}"
-                ),
-                Ok(None) => {}
+                Ok((bound, started)) => {
+                    if started {
+                        tracing::info!(service = %self.name, "metrics and health on http://{bound}");
+                    }
+                    metrics_bound = Some(bound);
+                }
                 Err(e) => {
                     return Err(Error::internal(
                         "micro.server",
@@ -819,6 +822,19 @@ impl Service {
             }
         };
         let node_id = format!("{}-{:016x}", self.name, fastrand::u64(..));
+        // Where dashboards find this node's metrics: the advertised host, the bound port.
+        #[cfg(feature = "prometheus")]
+        if let Some(bound) = metrics_bound {
+            let at = if bound.ip().is_unspecified() {
+                let host = address
+                    .rsplit_once(':')
+                    .map_or(address.as_str(), |(h, _)| h);
+                format!("{host}:{}", bound.port())
+            } else {
+                bound.to_string()
+            };
+            self.metadata.insert("metrics".to_owned(), at);
+        }
 
         let limits = Limits {
             mailbox: self.mailbox.unwrap_or(DEFAULT_MAILBOX),

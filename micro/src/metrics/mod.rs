@@ -55,13 +55,13 @@ pub(crate) struct Observe {
     #[cfg(feature = "prometheus")]
     metrics: Option<prom::Metrics>,
     #[cfg(feature = "prometheus")]
-    http: tokio::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    http: tokio::sync::Mutex<Option<(tokio::task::AbortHandle, std::net::SocketAddr)>>,
 }
 
 impl Drop for Observe {
     fn drop(&mut self) {
         #[cfg(feature = "prometheus")]
-        if let Some(task) = self.http.get_mut().take() {
+        if let Some((task, _)) = self.http.get_mut().take() {
             task.abort();
         }
     }
@@ -144,20 +144,21 @@ impl Observe {
         let _ = (topic, endpoint, ok);
     }
 
-    /// Starts the HTTP listener on `address` unless one runs; returns its address.
+    /// Starts the HTTP listener on `address` unless one runs; returns its address, and
+    /// whether this call started it.
     #[cfg(feature = "prometheus")]
     pub(crate) async fn serve(
         self: &std::sync::Arc<Self>,
         address: &str,
         hosted: crate::runtime::Hosted,
-    ) -> std::io::Result<Option<std::net::SocketAddr>> {
+    ) -> std::io::Result<(std::net::SocketAddr, bool)> {
         // Held across the bind, so two services starting at once start one listener.
         let mut http = self.http.lock().await;
-        if http.is_some() {
-            return Ok(None);
+        if let Some((_, bound)) = &*http {
+            return Ok((*bound, false));
         }
         let (bound, task) = prom::start(address, self, hosted).await?;
-        *http = Some(task);
-        Ok(Some(bound))
+        *http = Some((task, bound));
+        Ok((bound, true))
     }
 }
