@@ -59,6 +59,7 @@
 //! - [Events](broker): the brokers and what each guarantees.
 //! - The [wire format](wire) and the pluggable parts: [`registry`] (host-local default,
 //!   memory, etcd, NATS), [`selector`], [`transport`], [`codec`], [`middleware`].
+//! - [Logs and traces](telemetry), [metrics and health](metrics).
 //!
 //! # Cargo features
 //!
@@ -66,6 +67,8 @@
 //! |---------|------|
 //! | `etcd` | [`registry::EtcdRegistry`] (`MICRO_REGISTRY=etcd`); building needs `protoc` |
 //! | `nats` | [`registry::NatsRegistry`] and [`broker::NatsBroker`] (`MICRO_REGISTRY=nats`, `MICRO_BROKER=nats` or `jetstream`) |
+//! | `prometheus` | [metrics and health probes](metrics) over HTTP on `MICRO_METRICS_ADDRESS` |
+//! | `otel` | OpenTelemetry export of the [spans](telemetry) over OTLP, set up by `OTEL_EXPORTER_OTLP_*` |
 //!
 //! The default build needs no server and no system library.
 

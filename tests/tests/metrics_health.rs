@@ -291,3 +291,37 @@ async fn prometheus_reads_per_endpoint_requests_errors_and_latency() {
         .await;
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_names_nothing_serves_share_one_label() {
+    let port = tests::free_port();
+    let runtime = runtime(port);
+    let service = runtime
+        .service("metrics.greeter")
+        .handle(Greeter)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    for i in 0..10 {
+        let endpoint = format!("Greeter.Nope{i}");
+        let err = client
+            .call_json("metrics.greeter", &endpoint, serde_json::json!(null))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 404);
+        let err = client
+            .call_json(&format!("nobody-{i}"), "X.Y", serde_json::json!(null))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 404);
+    }
+    let text = get(port, "/metrics").1;
+    assert!(
+        text.contains(r#"micro_client_requests_total{service="unknown",endpoint="unknown"} 20"#),
+        "{text}"
+    );
+    assert!(!text.contains("Nope"), "{text}");
+    assert!(!text.contains("nobody-"), "{text}");
+    service.stop().await;
+}

@@ -72,7 +72,16 @@ where
                 let start = Instant::now();
                 let result = inner.oneshot(req).await;
                 let code = result.as_ref().err().map_or(0, |e| e.code);
-                observe.call(Side::Client, &service, &endpoint, start.elapsed(), code);
+                // A name nothing serves is counted under one label, so callers that pass
+                // names through (a gateway) cannot grow the metrics without bound.
+                let unknown = matches!(&result, Err(e) if e.code == 404
+                    && (e.id == "micro.client" || e.id == "micro.server"));
+                let (service, endpoint) = if unknown {
+                    ("unknown", "unknown")
+                } else {
+                    (&*service, &*endpoint)
+                };
+                observe.call(Side::Client, service, endpoint, start.elapsed(), code);
                 trace::record_outcome(&tracing::Span::current(), &result);
                 result
             }

@@ -14,7 +14,9 @@
 //!   with [`Service::health_check`](crate::Service::health_check) passes; otherwise 503 with
 //!   the reasons.
 //!
-//! Unset, nothing listens and calls record nothing.
+//! A call to a service or endpoint that does not exist is counted client side under
+//! `service="unknown",endpoint="unknown"`, so names passed through from outside cannot grow
+//! the metrics without bound. Unset, nothing listens and calls record nothing.
 //!
 //! ```no_run
 //! # use micro::prelude::*;

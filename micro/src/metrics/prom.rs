@@ -214,20 +214,29 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
     response
 }
 
+/// Connections served at once: scrapers and probes are few; more are turned away.
+const MAX_CONNECTIONS: usize = 64;
+
 /// Answers `/metrics`, `/health/live` and `/health/ready` until the runtime is dropped.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     observe: Weak<Observe>,
     hosted: Hosted,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of descriptors and the like: try again shortly rather than spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let (observe, hosted) = (observe.clone(), hosted.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let response = answer(req.method(), req.uri().path(), &observe, &hosted);
                 async move { Ok::<_, Infallible>(response) }
