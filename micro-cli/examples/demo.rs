@@ -66,6 +66,11 @@ impl Greeter {
         Ok(ms)
     }
 
+    /// The W3C trace id of this call, if it belongs to a trace.
+    pub async fn trace(&self, ctx: &micro::Context) -> micro::Result<Option<String>> {
+        Ok(ctx.trace().map(|t| t.trace_id_hex()))
+    }
+
     /// The events received on `demo.events`, oldest first, as JSON text.
     pub async fn events(&self) -> micro::Result<Vec<String>> {
         Ok(self.events.clone())

@@ -18,6 +18,9 @@
 //! ends with an `end` event (a clean end) or an `error` event whose data is micro's error
 //! JSON. A stream that cannot open answers like a call that failed. Closing the response
 //! cancels the stream, which stops its producer.
+//!
+//! A request's W3C `traceparent` (and `tracestate`) header is honoured: the call or event it
+//! leads to is part of the caller's trace.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -32,6 +35,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use micro::registry::Registry;
+use micro::telemetry::{TRACEPARENT, TRACESTATE, TraceParent};
 use micro::{Client, Error};
 
 use crate::Failure;
@@ -107,7 +111,8 @@ async fn call(
         Ok(body) => body,
         Err(e) => return error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
     };
-    let metadata = bearer_metadata(&headers);
+    let mut metadata = bearer_metadata(&headers);
+    metadata.extend(trace_metadata(&headers));
     call_endpoint(
         &gw.client, ID, &service, &endpoint, &body, gw.timeout, metadata,
     )
@@ -158,7 +163,10 @@ async fn stream(
         .server_stream::<serde_json::Value, serde_json::Value>(service.into(), endpoint, request)
         .content_type(micro::codec::ContentType::Json);
     // The caller's token goes with the stream, as with a call.
-    for (key, value) in bearer_metadata(&headers) {
+    for (key, value) in bearer_metadata(&headers)
+        .into_iter()
+        .chain(trace_metadata(&headers))
+    {
         call = call.metadata(key, value);
     }
     if let Some(timeout) = gw.timeout {
@@ -194,8 +202,23 @@ async fn stream(
         .into_response()
 }
 
+/// The request's W3C trace context, when it carries a valid one: the call (or event) it
+/// leads to joins the caller's trace. Anything else is dropped rather than passed on.
+fn trace_metadata(headers: &HeaderMap) -> micro::Metadata {
+    let mut metadata = micro::Metadata::new();
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(parent) = header(TRACEPARENT).filter(|v| TraceParent::parse(v).is_some()) {
+        metadata.insert(TRACEPARENT.to_owned(), parent.to_owned());
+        if let Some(state) = header(TRACESTATE) {
+            metadata.insert(TRACESTATE.to_owned(), state.to_owned());
+        }
+    }
+    metadata
+}
+
 async fn event(
     State(gw): State<Gateway>,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -224,7 +247,11 @@ async fn event(
             ));
         }
     };
-    match gw.client.publish(&topic, &event).await {
+    let mut publish = gw.client.publish(&topic, &event);
+    for (key, value) in trace_metadata(&headers) {
+        publish = publish.metadata(key, value);
+    }
+    match publish.await {
         Ok(()) => json_response(StatusCode::ACCEPTED, "{}".to_owned()),
         Err(err) => error_response(&err),
     }

@@ -80,19 +80,30 @@ fn main() -> ExitCode {
     // clap prints its own usage errors and exits 2; `--help` and `--version` exit 0.
     let cli = Cli::parse();
     let stderr = std::io::stderr();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(stderr.is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let logs = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(stderr.is_terminal())
+            .with_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            );
+        let registry = tracing_subscriber::registry().with(logs);
+        #[cfg(feature = "otel")]
+        let registry = registry.with(micro::telemetry::otel::layer(Some("micro")));
+        registry.init();
+    }
 
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(Failure::from)
         .and_then(|runtime| runtime.block_on(run(cli)));
+    #[cfg(feature = "otel")]
+    micro::telemetry::otel::shutdown();
     match result {
         Ok(()) | Err(Failure::Closed) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {

@@ -320,3 +320,33 @@ fn events_are_published_only_on_allowed_topics_when_the_gateway_is_limited() {
     let events = post(&url, "/demo/Greeter.Events", "").json();
     assert_eq!(events, serde_json::json!(["2"]));
 }
+
+#[test]
+fn a_traceparent_header_makes_the_call_part_of_the_callers_trace() {
+    let world = World::new();
+    let _demo = world.demo("demo");
+    let (_api, url) = world.serve(&["api", "--address", "127.0.0.1:0"]);
+    let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = http(
+        "POST",
+        &url,
+        "/demo/Greeter.Trace",
+        &[("traceparent", header), ("tracestate", "vendor=1")],
+        b"",
+    );
+    assert_eq!(
+        (traced.status, traced.json()),
+        (200, serde_json::json!("4bf92f3577b34da6a3ce929d0e0e4736"))
+    );
+    // A malformed header is not passed on: the call starts no trace of the caller's.
+    let malformed = http(
+        "POST",
+        &url,
+        "/demo/Greeter.Trace",
+        &[("traceparent", "00-not-a-trace-01")],
+        b"",
+    );
+    assert_eq!(malformed.status, 200);
+    assert_ne!(malformed.json(), serde_json::json!("not-a-trace"));
+    assert_ne!(malformed.json(), traced.json());
+}

@@ -135,6 +135,39 @@ fn the_dashboard_lists_a_running_service_and_its_call_form_returns_the_real_repl
     );
     assert!(browser.text(".live .handlers").contains("Greeter"));
 
+    // The endpoint charts: from the node's own Prometheus metrics, once it has two samples
+    // with calls between them.
+    browser.wait_until(
+        "the charts of the endpoints called",
+        "document.querySelector(\"[data-endpoint='Greeter.Hello']\") \
+         && document.querySelector(\"[data-endpoint='Greeter.Fail']\")",
+    );
+    for i in 0..20 {
+        let name = format!(r#"{{"name":"n{i}"}}"#);
+        assert_eq!(
+            post(&url, "/api/call/demo/Greeter.Hello", &name).status,
+            200
+        );
+    }
+    for _ in 0..5 {
+        post(&url, "/api/call/demo/Greeter.Fail", "500").error(500);
+    }
+    browser.wait_until(
+        "calls/s, errors/s and latency drawn",
+        "(() => { const h = document.querySelector(\"[data-endpoint='Greeter.Hello']\"); \
+                  const f = document.querySelector(\"[data-endpoint='Greeter.Fail']\"); \
+                  return Number(h.dataset.rate) > 0 && h.dataset.p50 !== '' && h.dataset.p99 !== '' \
+                    && Number(f.dataset.error_rate) > 0 \
+                    && h.querySelector('svg.rate polyline').getAttribute('points') \
+                    && f.querySelector('svg.errors polyline').getAttribute('points'); })()",
+    );
+    assert!(
+        browser.text("[data-metrics-note]").contains("1 of 1 node"),
+        "{}",
+        browser.text("[data-metrics-note]")
+    );
+    browser.eval("document.querySelector('.charts').scrollIntoView()");
+
     let path = screenshot_path();
     browser.screenshot(&path);
     eprintln!("screenshot: {}", path.display());
@@ -174,6 +207,25 @@ fn the_dashboard_json_routes_answer_and_unknown_pages_are_404() {
         .sum();
     assert_eq!(calls, 1);
     get(&url, "/api/stats/nope").error(404);
+
+    // The charts' numbers: summed from both nodes' Prometheus metrics.
+    let metrics = get(&url, "/api/metrics/demo");
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    let metrics = metrics.json();
+    assert_eq!(
+        (metrics["nodes"].as_u64(), metrics["answered"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let hello = &metrics["endpoints"]["Greeter.Hello"];
+    // The reply that did not parse never reached the handler.
+    assert_eq!(hello["requests"], 1.0, "{metrics}");
+    assert_eq!(hello["errors"], 0.0, "{metrics}");
+    let buckets = hello["buckets"].as_array().expect("latency buckets");
+    assert_eq!(
+        buckets.last().map(|b| b[1].clone()),
+        Some(1.0.into()),
+        "{metrics}"
+    );
 
     let page = get(&url, "/service/nope");
     assert_eq!(page.status, 404);

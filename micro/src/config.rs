@@ -42,6 +42,8 @@
 //! | `MICRO_TLS_CA` | `--tls_ca` | the CA certificates that sign peers' certificates, a PEM file: clients dial nodes registered with `transport=tls` with it |
 //! | `MICRO_TLS_CLIENT_AUTH` | `--tls_client_auth` | `true`: mutual TLS, clients must present a certificate signed by the CA (default `false`) |
 //! | `MICRO_AUTH_TOKEN` | `--auth_token` | a bearer token this program's clients attach to every call (`Authorization: Bearer …`) |
+//! | `MICRO_METRICS_ADDRESS` | `--metrics_address` | with feature `prometheus`: where to serve `/metrics`, `/health/live` and `/health/ready` over HTTP (`:port`, `host:port`; unset: nowhere; see [`metrics`](crate::metrics)) |
+//! | `MICRO_LOG_FORMAT` | `--log_format` | `text` (default) or `json`: how [`Service::run`](crate::Service::run)'s default subscriber prints (see [`telemetry`](crate::telemetry)) |
 //!
 //! Sizes are bytes, or a number with a unit (`512KiB`, `8MiB`, `1GiB`).
 //!
@@ -129,6 +131,10 @@ pub struct Options {
     pub tls_client_auth: Option<bool>,
     /// `MICRO_AUTH_TOKEN`, `--auth_token`.
     pub auth_token: Option<String>,
+    /// `MICRO_METRICS_ADDRESS`, `--metrics_address`.
+    pub metrics_address: Option<String>,
+    /// `MICRO_LOG_FORMAT`, `--log_format`.
+    pub log_format: Option<crate::telemetry::LogFormat>,
     /// `--help` or `-h` was given.
     pub help: bool,
 }
@@ -217,6 +223,8 @@ pub const BROKERS: &[&str] = &["embedded", "memory"];
 /// Brokers this build knows.
 #[cfg(feature = "nats")]
 pub const BROKERS: &[&str] = &["embedded", "memory", "nats", "jetstream"];
+/// Log formats.
+pub const LOG_FORMATS: &[&str] = &["text", "json"];
 
 const SPECS: &[Spec] = &[
     Spec {
@@ -363,6 +371,16 @@ const SPECS: &[Spec] = &[
         name: "auth_token",
         kind: Kind::Text,
         help: "bearer token attached to every outgoing call",
+    },
+    Spec {
+        name: "metrics_address",
+        kind: Kind::Address,
+        help: "HTTP address for /metrics and /health/* (feature prometheus)",
+    },
+    Spec {
+        name: "log_format",
+        kind: Kind::OneOf(LOG_FORMATS),
+        help: "format of the default log lines",
     },
 ];
 
@@ -524,6 +542,7 @@ impl Options {
                 }
                 match spec.name {
                     "server_address" => self.server_address = Some(v),
+                    "metrics_address" => self.metrics_address = Some(v),
                     _ => self.server_advertise = Some(v),
                 }
             }
@@ -591,6 +610,10 @@ impl Options {
                 let v = value.trim().to_ascii_lowercase();
                 if !allowed.contains(&v.as_str()) {
                     return Err(err(&format!("one of {}", allowed.join(", "))));
+                }
+                if spec.name == "log_format" {
+                    self.log_format = v.parse().ok();
+                    return Ok(());
                 }
                 let v = Some(v);
                 match spec.name {
@@ -864,6 +887,16 @@ mod tests {
                 "eyJ.x.y",
                 Box::new(|o| o.auth_token.as_deref() == Some("eyJ.x.y")),
             ),
+            (
+                "metrics_address",
+                ":9464",
+                Box::new(|o| o.metrics_address.as_deref() == Some(":9464")),
+            ),
+            (
+                "log_format",
+                "JSON",
+                Box::new(|o| o.log_format == Some(crate::telemetry::LogFormat::Json)),
+            ),
         ];
         assert_eq!(cases.len(), SPECS.len(), "a setting has no case");
         for (name, value, check) in &cases {
@@ -910,6 +943,8 @@ mod tests {
             ("tls_key", ""),
             ("tls_ca", " "),
             ("auth_token", ""),
+            ("metrics_address", "nowhere"),
+            ("log_format", "logfmt"),
         ];
         assert_eq!(bad.len(), SPECS.len(), "a setting has no bad case");
         for (name, value) in bad {

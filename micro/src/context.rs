@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::client::Client;
+use crate::telemetry::{TRACESTATE, TraceParent};
 
 /// Call metadata: string keys to string values, like HTTP headers.
 ///
@@ -18,10 +19,6 @@ use crate::client::Client;
 /// assert_eq!(md["user"], "ada");
 /// ```
 pub type Metadata = HashMap<String, String>;
-
-/// The metadata key under which a call's trace id travels; calls made from inside a handler
-/// carry the same id.
-pub const TRACE_ID: &str = "Micro-Trace-Id";
 
 /// The call a handler is serving: metadata, caller and deadline.
 ///
@@ -47,7 +44,7 @@ pub const TRACE_ID: &str = "Micro-Trace-Id";
 /// ```
 ///
 /// Calls made through any [`Client`](crate::Client) while a handler runs inherit the
-/// remaining deadline and the trace id.
+/// remaining deadline and the trace.
 #[derive(Clone, Debug)]
 pub struct Context {
     inner: Arc<Inner>,
@@ -61,6 +58,7 @@ struct Inner {
     deadline: Option<Instant>,
     metadata: Metadata,
     client: Client,
+    trace: Option<TraceParent>,
 }
 
 tokio::task_local! {
@@ -75,6 +73,7 @@ impl Context {
         deadline: Option<Instant>,
         metadata: Metadata,
         client: Client,
+        trace: Option<TraceParent>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -84,6 +83,7 @@ impl Context {
                 deadline,
                 metadata,
                 client,
+                trace,
             }),
         }
     }
@@ -128,7 +128,7 @@ impl Context {
     /// The running service's own client: the same runtime (registry, broker, connections),
     /// so calls to other services and events published from a handler follow the service's
     /// configuration; calls made through it (or any client) while the handler runs inherit
-    /// the remaining deadline and the trace id.
+    /// the remaining deadline and the trace.
     ///
     /// ```
     /// use micro::prelude::*;
@@ -170,11 +170,39 @@ impl Context {
         &self.inner.metadata
     }
 
-    /// The trace id of this call, if the caller sent one.
+    /// The trace context of the span serving this call: the caller's trace, or a new one
+    /// when the call came with none and spans are recorded. Calls and events made while the
+    /// handler runs are its children (see [`telemetry`](crate::telemetry)).
     ///
-    /// See the [type-level example](Self).
-    pub fn trace_id(&self) -> Option<&str> {
-        self.inner.metadata.get(TRACE_ID).map(String::as_str)
+    /// ```
+    /// use micro::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// struct Echo;
+    ///
+    /// #[micro::service(name = "trace-echo")]
+    /// impl Echo {
+    ///     pub async fn trace(&self, ctx: &micro::Context) -> micro::Result<Option<String>> {
+    ///         Ok(ctx.trace().map(|t| t.trace_id_hex()))
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+    /// let runtime = micro::Runtime::in_memory();
+    /// let service = runtime.service("trace-echo").handle(Echo).start().await?;
+    /// let traced = EchoClient::new(runtime.client())
+    ///     .trace()
+    ///     .metadata("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    ///     .await?;
+    /// assert_eq!(traced.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    /// # service.stop().await; Ok(()) }
+    /// ```
+    pub fn trace(&self) -> Option<TraceParent> {
+        self.inner.trace
+    }
+
+    /// The W3C trace state that came with the call, passed on with its trace.
+    pub(crate) fn trace_state(&self) -> Option<&str> {
+        self.inner.metadata.get(TRACESTATE).map(String::as_str)
     }
 
     /// The context of the handler running on this task, if any.

@@ -35,7 +35,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// is the HTTP reason phrase for `code`.
 ///
 /// Handlers may return any error type that converts into this one (`E: Into<micro::Error>`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Error {
     /// Who produced the error: a service name, `micro.client` or `micro.server`.
     #[serde(default)]
@@ -201,6 +201,29 @@ impl fmt::Display for Error {
             write!(f, "{}: ", self.id)?;
         }
         write!(f, "{} ({} {})", self.detail, self.code, self.status)
+    }
+}
+
+/// `{:?}` prints the [`Display`](fmt::Display) line, because that is what a `main` returning
+/// `micro::Result` shows when it fails (`Error: micro.config: invalid MICRO_REGISTRY …`); the
+/// alternate form (`{:#?}`) prints the fields.
+///
+/// ```
+/// let err = micro::Error::not_found("greeter", "no user 42");
+/// assert_eq!(format!("{err:?}"), "greeter: no user 42 (404 Not Found)");
+/// assert!(format!("{err:#?}").contains("code: 404"));
+/// ```
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            return fmt::Display::fmt(self, f);
+        }
+        f.debug_struct("Error")
+            .field("id", &self.id)
+            .field("code", &self.code)
+            .field("detail", &self.detail)
+            .field("status", &self.status)
+            .finish()
     }
 }
 

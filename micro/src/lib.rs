@@ -64,6 +64,7 @@
 //! - [Events](broker): the brokers and what each guarantees.
 //! - The [wire format](wire) and the pluggable parts: [`registry`] (host-local default,
 //!   memory, etcd, NATS), [`selector`], [`transport`], [`codec`].
+//! - [Logs and traces](telemetry), [metrics and health](metrics).
 //!
 //! # Cargo features
 //!
@@ -73,6 +74,8 @@
 //! | `nats` | [`registry::NatsRegistry`] and [`broker::NatsBroker`] (`MICRO_REGISTRY=nats`, `MICRO_BROKER=nats` or `jetstream`) |
 //! | `tls` | `transport::Tls`: TCP with TLS through rustls (`MICRO_TRANSPORT=tls`, `MICRO_TLS_*`) |
 //! | `jwt` | `auth::Jwt`: JSON Web Tokens for the [`auth`] layer |
+//! | `prometheus` | [metrics and health probes](metrics) over HTTP on `MICRO_METRICS_ADDRESS` |
+//! | `otel` | OpenTelemetry export of the [spans](telemetry) over OTLP, set up by `OTEL_EXPORTER_OTLP_*` |
 //!
 //! The default build needs no server and no system library.
 
@@ -90,6 +93,7 @@ pub mod docs;
 mod error;
 mod framed;
 mod handler;
+pub mod metrics;
 pub mod middleware;
 mod payload;
 pub mod registry;
@@ -98,6 +102,7 @@ pub mod selector;
 mod server;
 mod service;
 mod stream;
+pub mod telemetry;
 pub mod transport;
 pub mod wire;
 
@@ -109,7 +114,7 @@ pub mod __private;
 pub mod __fuzz;
 
 pub use client::{Call, Client, ClientBuilder, Publish, StreamCall};
-pub use context::{Context, Metadata, TRACE_ID};
+pub use context::{Context, Metadata};
 pub use error::{Error, Result};
 pub use handler::{BoxFuture, EndpointDef, Handler, HandlerDef, Message, Reads, StreamKind, Turn};
 pub use payload::Payload;

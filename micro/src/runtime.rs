@@ -81,6 +81,7 @@ struct Shared {
     token: Option<Arc<str>>,
     /// The TLS settings made from `MICRO_TLS_*` or given to the builder, for reloading.
     tls_settings: TlsSettings,
+    observe: Arc<crate::metrics::Observe>,
 }
 
 #[cfg(feature = "tls")]
@@ -262,6 +263,11 @@ impl Runtime {
         &self.inner.hosted
     }
 
+    /// Metrics and readiness, shared by the runtimes derived from this one.
+    pub(crate) fn observe(&self) -> &Arc<crate::metrics::Observe> {
+        &self.inner.observe
+    }
+
     pub(crate) fn cache(&self) -> &Arc<Cache> {
         &self.inner.cache
     }
@@ -371,6 +377,7 @@ impl Runtime {
                 tls: self.inner.tls.clone(),
                 token: self.inner.token.clone(),
                 tls_settings: self.inner.tls_settings.clone(),
+                observe: self.inner.observe.clone(),
             }),
         }
     }
@@ -545,6 +552,7 @@ impl RuntimeBuilder {
         Runtime {
             inner: Arc::new(Shared {
                 cache: Arc::new(Cache::new(registry.clone())),
+                observe: Arc::new(crate::metrics::Observe::new(&options)),
                 options,
                 registry,
                 broker,

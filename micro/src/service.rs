@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::client::Client;
@@ -122,6 +123,7 @@ pub struct Service {
     hooks: Hooks,
     register: bool,
     renamed: bool,
+    checks: Vec<(String, crate::metrics::Check)>,
 }
 
 #[derive(Default)]
@@ -208,6 +210,7 @@ impl Service {
             options: None,
             mounts: Vec::new(),
             hooks: Hooks::default(),
+            checks: Vec::new(),
             register: true,
             renamed: false,
         }
@@ -711,6 +714,29 @@ impl Service {
         Ok(())
     }
 
+    /// Adds a readiness check, as go-micro's `health.RegisterCheck`: while it returns
+    /// `Err(reason)`, `/health/ready` answers 503 with the reason (see
+    /// [`metrics`](crate::metrics)). Checks run on each readiness probe, so keep them quick.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    ///
+    /// let connected = Arc::new(AtomicBool::new(true));
+    /// let seen = connected.clone();
+    /// let service = micro::Service::new("greeter").health_check("database", move || {
+    ///     if seen.load(Ordering::Relaxed) { Ok(()) } else { Err("not connected".into()) }
+    /// });
+    /// # drop(service);
+    /// ```
+    pub fn health_check<F>(mut self, name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn() -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.checks.push((name.into(), Arc::new(check)));
+        self
+    }
+
     /// Listens, starts the actors, registers, and returns the running service.
     ///
     /// Settings from the runtime (`MICRO_*` variables) override the builder's (see
@@ -754,6 +780,26 @@ impl Service {
         }
         let registry = runtime.registry().clone();
         let transport = runtime.transport().clone();
+        #[cfg(feature = "prometheus")]
+        let mut metrics_bound = None;
+        #[cfg(feature = "prometheus")]
+        if let Some(address) = runtime.options().metrics_address.clone() {
+            let observe = runtime.observe().clone();
+            match observe.serve(&address, runtime.hosted().clone()).await {
+                Ok((bound, started)) => {
+                    if started {
+                        tracing::info!(service = %self.name, "metrics and health on http://{bound}");
+                    }
+                    metrics_bound = Some(bound);
+                }
+                Err(e) => {
+                    return Err(Error::internal(
+                        "micro.server",
+                        format_args!("cannot listen on {address} for metrics: {e}"),
+                    ));
+                }
+            }
+        }
         let listener = match self.listener.take() {
             Some(listener) => listener,
             None => transport.listen(&self.address).await.map_err(|e| {
@@ -776,6 +822,19 @@ impl Service {
             }
         };
         let node_id = format!("{}-{:016x}", self.name, fastrand::u64(..));
+        // Where dashboards find this node's metrics: the advertised host, the bound port.
+        #[cfg(feature = "prometheus")]
+        if let Some(bound) = metrics_bound {
+            let at = if bound.ip().is_unspecified() {
+                let host = address
+                    .rsplit_once(':')
+                    .map_or(address.as_str(), |(h, _)| h);
+                format!("{host}:{}", bound.port())
+            } else {
+                bound.to_string()
+            };
+            self.metadata.insert("metrics".to_owned(), at);
+        }
 
         let limits = Limits {
             mailbox: self.mailbox.unwrap_or(DEFAULT_MAILBOX),
@@ -847,6 +906,11 @@ impl Service {
             &self.layers,
         );
         runtime.hosted().insert(node_id.clone(), router.clone());
+        let health =
+            runtime
+                .observe()
+                .health
+                .add(&node_id, &self.name, std::mem::take(&mut self.checks));
 
         let shutdown = Shutdown::default();
         let stop_accepting = CancellationToken::new();
@@ -910,6 +974,7 @@ impl Service {
             hooks_after_stop: std::mem::take(&mut self.hooks.after_stop).into(),
             subscriptions: Vec::new(),
             registered: self.register,
+            health,
         };
         for def in subscriber_routes {
             let broker = running.runtime.broker().clone();
@@ -917,6 +982,7 @@ impl Service {
                 router: weak_router.clone(),
                 endpoint: def.name,
                 timeout: running.client.timeout(),
+                observe: running.runtime.observe().clone(),
             });
             let mut opts = crate::broker::SubscribeOptions::default();
             if !def.queue.is_empty() {
@@ -966,8 +1032,14 @@ impl Service {
     /// finish (up to the shutdown timeout). `--help` prints the settings and returns. On
     /// SIGHUP, the TLS certificate, key and CA files are read again (feature `tls`).
     ///
+    /// Unless the program installed a `tracing` subscriber, it installs micro's (see
+    /// [`telemetry`](crate::telemetry)): log lines on stderr, chosen by `RUST_LOG` (default
+    /// `info`), as text or, with `MICRO_LOG_FORMAT=json`, JSON.
+    ///
     /// # Errors
-    /// As [`start`](Self::start), and for flags that do not parse.
+    /// As [`start`](Self::start), and for flags that do not parse. A `main` that returns the
+    /// error prints it as one readable line, such as
+    /// ``Error: micro.config: invalid MICRO_REGISTRY `zk`: expected one of local, memory (400 Bad Request)``.
     ///
     /// ```no_run
     /// # use micro::prelude::*;
@@ -981,20 +1053,32 @@ impl Service {
     /// ```
     pub async fn run(mut self) -> Result<(), Error> {
         if self.runtime.is_none() && self.options.is_none() {
-            let runtime = Runtime::from_process()?;
-            if runtime.options().help {
+            let options = Options::from_process()?;
+            if options.help {
                 print!("{}", crate::config::help());
                 return Ok(());
             }
-            self.runtime = Some(runtime);
+            // Before the runtime, whose construction may already have something to say.
+            crate::telemetry::log::init(options.log_format.unwrap_or_default(), Some(&self.name));
+            self.runtime = Some(Runtime::new(options));
+        } else {
+            let format = match (&self.runtime, &self.options) {
+                (Some(runtime), _) => runtime.options().log_format,
+                (None, Some(options)) => options.log_format,
+                (None, None) => None,
+            };
+            crate::telemetry::log::init(format.unwrap_or_default(), Some(&self.name));
         }
+        let signal = shutdown_signal();
         let running = self.start().await?;
         let signal = tokio::select! {
-            signal = shutdown_signal() => signal,
+            signal = signal => signal,
             never = reload_on_hangup(running.runtime.clone()) => match never {},
         };
         tracing::info!(service = %running.record.name, "{signal}: shutting down");
         running.stop().await;
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::shutdown();
         Ok(())
     }
 }
@@ -1041,19 +1125,29 @@ async fn reload_on_hangup(runtime: Runtime) -> std::convert::Infallible {
     std::future::pending().await
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Listens for SIGINT and SIGTERM from the moment it is called, not from the first poll, so
+/// a signal that arrives while the service starts is not lost (nor fatal).
+fn shutdown_signal() -> impl Future<Output = &'static str> {
+    use futures_util::future::Either;
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            return tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            };
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            return Either::Left(async move {
+                tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                }
+            });
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
-    "Ctrl-C"
+    Either::Right(async {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    })
 }
 
 /// A started [`Service`]. Stop it with [`stop`](Self::stop), which deregisters and lets
@@ -1080,6 +1174,7 @@ pub struct RunningService {
     hooks_after_stop: std::sync::Mutex<Vec<Hook>>,
     subscriptions: Vec<crate::broker::Subscription>,
     registered: bool,
+    health: Arc<crate::metrics::Entry>,
 }
 
 /// Feeds a subscriber endpoint's mailbox from the broker.
@@ -1087,17 +1182,25 @@ struct RouteHandler {
     router: std::sync::Weak<Router>,
     endpoint: &'static str,
     timeout: Duration,
+    observe: Arc<crate::metrics::Observe>,
 }
 
 impl crate::broker::EventHandler for RouteHandler {
     fn handle(
         &self,
-        _topic: &str,
-        msg: crate::broker::Message,
+        topic: &str,
+        mut msg: crate::broker::Message,
     ) -> BoxFuture<'static, Result<(), Error>> {
         let router = self.router.upgrade();
         let (endpoint, timeout) = (self.endpoint, self.timeout);
-        Box::pin(async move {
+        let service = router.as_ref().map_or("", |r| &*r.service);
+        let span = crate::telemetry::trace::deliver_span(topic, service, endpoint);
+        let parent = crate::telemetry::TraceParent::from_metadata(&msg.headers);
+        if let Some(tp) = crate::telemetry::trace::link(&span, parent) {
+            crate::telemetry::trace::inject(&mut msg.headers, &tp, None);
+        }
+        let outcome = span.clone();
+        let delivery = async move {
             let router =
                 router.ok_or_else(|| Error::unavailable("micro.server", "the service stopped"))?;
             let content_type = msg
@@ -1123,7 +1226,18 @@ impl crate::broker::EventHandler for RouteHandler {
                     format_args!("{endpoint} did not finish within {timeout:?}"),
                 )),
             }
-        })
+        };
+        let observe = self.observe.clone();
+        let topic = topic.to_owned();
+        Box::pin(
+            async move {
+                let result = delivery.await;
+                observe.delivery(&topic, endpoint, result.is_ok());
+                crate::telemetry::trace::record_outcome(&outcome, &result);
+                result
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -1200,6 +1314,34 @@ impl RunningService {
         self.probe.stats().handlers
     }
 
+    /// Whether the runtime running this service is ready, as `/health/ready` answers (see
+    /// [`metrics`](crate::metrics)): `Err` with the reasons while a service of it drains or a
+    /// [check](Service::health_check) fails.
+    ///
+    /// ```
+    /// # use micro::prelude::*;
+    /// # #[derive(Default)] struct Greeter;
+    /// # #[micro::service(name = "greeter")]
+    /// # impl Greeter { pub async fn hello(&self, n: String) -> micro::Result<String> { Ok(n) } }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> micro::Result<()> {
+    /// let service = micro::Runtime::in_memory()
+    ///     .service("greeter")
+    ///     .handle(Greeter)
+    ///     .health_check("disk", || Err("full".into()))
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(service.readiness(), Err(vec!["greeter: disk: full".to_string()]));
+    /// # service.stop().await; Ok(()) }
+    /// ```
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        let failures = self.runtime.observe().health.readiness();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures)
+        }
+    }
+
     async fn register_with_retries(&self, ttl: Duration) -> Result<(), Error> {
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=REGISTER_ATTEMPTS {
@@ -1251,6 +1393,10 @@ impl RunningService {
     /// See [`Service`] for an example.
     pub async fn stop(mut self) {
         let name = self.record.name.clone();
+        // Not ready from the first moment: balancers stop sending before we deregister.
+        self.health
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
         let hooks = take_hooks(&self.hooks_before_stop);
         let _ = run_hooks("before_stop", hooks).await;
         for sub in std::mem::take(&mut self.subscriptions) {
@@ -1304,6 +1450,10 @@ impl RunningService {
             tracing::warn!(service = %name, "handlers still running after {:?}; leaving them", self.shutdown_timeout);
         }
         tracing::info!(service = %name, "stopped");
+        self.runtime
+            .observe()
+            .health
+            .remove(&self.record.nodes[0].id);
         let hooks = take_hooks(&self.hooks_after_stop);
         let _ = run_hooks("after_stop", hooks).await;
     }
@@ -1315,6 +1465,7 @@ impl Drop for RunningService {
     fn drop(&mut self) {
         if let Some(node) = self.record.nodes.first() {
             self.runtime.hosted().remove(&node.id);
+            self.runtime.observe().health.remove(&node.id);
         }
         self.heartbeat_stop.cancel();
         self.stop_accepting.cancel();

@@ -86,9 +86,21 @@ async fn broadcast_and_queue_groups_across_processes() {
             .await
             .unwrap();
     }
-    // publish returned after every target acknowledged: the counts are final.
-    assert_eq!(subs[0].got(), 20);
-    assert_eq!(subs[1].got(), 20);
+    // publish returned after every target acknowledged: each handler has run. Their output
+    // reaches this process through a pipe and a reader thread, so wait for the lines.
+    let got =
+        |n: usize| move |l: &[String]| l.iter().filter(|x| x.starts_with("got ")).count() == n;
+    subs[0].wait_for("20 orders on the first", got(20));
+    subs[1].wait_for("20 orders on the second", got(20));
+    let start = Instant::now();
+    while subs[2].got() + subs[3].got() < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "orders billed: {}",
+            subs[2].got() + subs[3].got()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(subs[2].got() + subs[3].got(), 20, "each order billed once");
     drop(subs);
     let _ = std::fs::remove_dir_all(&dir);
@@ -131,7 +143,19 @@ async fn a_dead_subscriber_is_reported_by_publish_and_its_queue_peers_take_over(
     // lost a member but its other member took every job.
     assert_eq!(reported.len(), 1, "{reported:?}");
     assert_eq!(reported.values().sum::<i32>(), 5);
-    assert_eq!(alive.got(), 6);
+    // The handlers ran; their lines may still be in the pipe.
+    alive.wait_for("6 jobs", |l| {
+        l.iter().filter(|x| x.starts_with("got ")).count() == 6
+    });
+    let start = Instant::now();
+    while peer_a.got() + peer_b.got() < 6 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "jobs taken: {}",
+            peer_a.got() + peer_b.got()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(peer_a.got() + peer_b.got(), 6);
     let _ = alive.child.kill();
     let _ = std::fs::remove_dir_all(&dir);

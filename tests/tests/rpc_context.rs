@@ -18,15 +18,16 @@ impl Relay {
         client.remaining().timeout(Duration::from_secs(10)).await
     }
 
-    /// The trace id the counter sees.
-    pub async fn trace(&self) -> micro::Result<Option<String>> {
+    /// The `traceparent` the counter sees, and this handler's own trace context.
+    pub async fn trace(&self, ctx: &micro::Context) -> micro::Result<(Option<String>, String)> {
         let client = counter_client(&self.target, self.wire);
-        client.header(micro::TRACE_ID.into()).await
+        let seen = client.header(micro::telemetry::TRACEPARENT.into()).await?;
+        Ok((seen, ctx.trace().map(|t| t.to_string()).unwrap_or_default()))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nested_calls_inherit_the_remaining_deadline_and_trace_id() {
+async fn nested_calls_inherit_the_remaining_deadline_and_trace() {
     for wire in [false, true] {
         let target = format!("ctx-target-{wire}");
         let counter = start_counter(&target, Counter::new()).await;
@@ -49,12 +50,15 @@ async fn nested_calls_inherit_the_remaining_deadline_and_trace_id() {
             .expect("a deadline reached the inner call");
         assert!(left <= 800, "inner call got {left} ms of a 800 ms budget");
 
-        let trace = client
+        let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (seen, relay_trace) = client
             .trace()
-            .metadata(micro::TRACE_ID, "trace-42")
+            .metadata(micro::telemetry::TRACEPARENT, caller)
             .await
             .unwrap();
-        assert_eq!(trace.as_deref(), Some("trace-42"));
+        // Same trace; with no span recorded here, the parent passes through unchanged.
+        assert_eq!(relay_trace, caller);
+        assert_eq!(seen.as_deref(), Some(caller));
         relay.stop().await;
         counter.stop().await;
     }

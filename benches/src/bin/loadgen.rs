@@ -10,7 +10,14 @@
 //! cargo run --release -p benches --bin loadgen -- --payload 65536 --cell 1x1024
 //! cargo run --release -p benches --bin loadgen -- --pubsub-only # the brokers alone
 //! cargo run --release -p benches --bin loadgen -- --turns-only  # read and write turns alone
+//! cargo run --release -p benches --bin loadgen -- --quick --observe # tracing and metrics off vs on
 //! ```
+//!
+//! `--observe` runs the micro echo cells twice in the same run, against two server children:
+//! as by default (no subscriber, no metrics address), and with tracing and metrics on at both
+//! ends: a subscriber that records micro's spans (`micro::trace=debug`, kept by a registry,
+//! written nowhere: the cost of the spans themselves, not of an exporter), W3C context on
+//! every call, and Prometheus metrics recorded per call.
 //!
 //! The child is this same binary run as `loadgen serve`. It prints the two addresses it
 //! listens on; it exits when killed or when its stdin closes (so it never outlives us). The
@@ -29,6 +36,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use benches::cpu::Sample;
@@ -37,6 +45,10 @@ use benches::tally::{Tally, Window};
 use benches::{Echo, EchoClient, payload, size_name};
 use benches::{pubsub, raw, turns};
 use bytes::Bytes;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::reload;
+use tracing_subscriber::util::SubscriberInitExt;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -45,7 +57,7 @@ const WARMUP: Duration = Duration::from_millis(200);
 const STARTUP: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "usage: loadgen [--quick] [--secs SECONDS] [--only micro|raw] \
-[--payload BYTES]... [--cell CONNSxIN_FLIGHT]... [--pubsub-only] [--turns-only] \
+[--payload BYTES]... [--cell CONNSxIN_FLIGHT]... [--pubsub-only] [--turns-only] [--observe] \
 [--broker memory|embedded|nats]... (or LOADGEN_SECS=SECONDS)";
 
 /// Callers in the turns section.
@@ -60,8 +72,11 @@ async fn main() -> Result<(), BoxError> {
         _ => {}
     }
     let plan = Plan::from_args(&args)?;
+    if plan.observe {
+        return observe_section(&plan).await;
+    }
     if plan.rpc || plan.turns {
-        let server = Server::spawn().await?;
+        let server = Server::spawn(false).await?;
         eprintln!(
             "server pid {}: micro on {}, raw on {}, turns on {} and {}",
             server.pid, server.micro, server.raw, server.turns, server.serial
@@ -132,6 +147,8 @@ struct Plan {
     pubsub: Option<pubsub::Plan>,
     /// The brokers it measures.
     brokers: Vec<pubsub::Kind>,
+    /// Only micro's cells, with tracing and metrics off and on (`--observe`).
+    observe: bool,
 }
 
 /// One side alone, so a profiler sees only its work.
@@ -144,6 +161,7 @@ enum Only {
 impl Plan {
     fn from_args(args: &[String]) -> Result<Self, BoxError> {
         let (mut quick, mut pubsub_only, mut turns_only) = (false, false, false);
+        let mut observe = false;
         let mut only = None;
         let (mut payloads, mut cells, mut brokers) = (Vec::new(), Vec::new(), Vec::new());
         let mut secs = match std::env::var("LOADGEN_SECS") {
@@ -156,6 +174,7 @@ impl Plan {
                 "--quick" => quick = true,
                 "--pubsub-only" => pubsub_only = true,
                 "--turns-only" => turns_only = true,
+                "--observe" => observe = true,
                 "--broker" => {
                     let value = args.next().ok_or(USAGE)?;
                     let kind = pubsub::Kind::ALL.into_iter().find(|k| k.name() == value);
@@ -217,6 +236,7 @@ impl Plan {
                 turns: only.is_none() && !pubsub_only,
                 pubsub,
                 brokers: pubsub::Kind::ALL.to_vec(),
+                observe,
             }
         } else {
             Plan {
@@ -233,6 +253,7 @@ impl Plan {
                 turns: only.is_none() && !pubsub_only,
                 pubsub,
                 brokers: pubsub::Kind::ALL.to_vec(),
+                observe,
             }
         };
         if !payloads.is_empty() {
@@ -282,11 +303,14 @@ fn parse_secs(s: &str) -> Result<f64, BoxError> {
 
 /// Serves micro's echo and the raw echo until stdin closes.
 async fn serve() -> Result<(), BoxError> {
-    let service = micro::Service::new("echo")
+    let mut service = micro::Service::new("echo")
         .address("127.0.0.1:0")
-        .handle(Echo)
-        .start()
-        .await?;
+        .handle(Echo);
+    if std::env::var_os(OBSERVE_VAR).is_some() {
+        install_spans().modify(|t| *t = spans_on())?;
+        service = service.runtime(micro::Runtime::new(metrics_on()?));
+    }
+    let service = service.start().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let raw_addr = listener.local_addr()?;
     tokio::spawn(raw::serve(listener));
@@ -319,9 +343,14 @@ struct Server {
 }
 
 impl Server {
-    async fn spawn() -> Result<Self, BoxError> {
+    /// With `observe`, the child records spans and metrics (see `--observe`).
+    async fn spawn(observe: bool) -> Result<Self, BoxError> {
+        let mut command = Command::new(std::env::current_exe()?);
+        if observe {
+            command.env(OBSERVE_VAR, "1");
+        }
         let mut child = KillOnDrop(
-            Command::new(std::env::current_exe()?)
+            command
                 .arg("serve")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -490,8 +519,125 @@ impl Side {
 }
 
 fn micro_client() -> EchoClient {
+    if OBSERVING.load(Ordering::Relaxed) {
+        // Options that parsed once parse again.
+        let runtime = micro::Runtime::new(metrics_on().expect("metrics options"));
+        let client = runtime.client_builder().connections_per_node(1).build();
+        return EchoClient::with_service(client, "echo");
+    }
     let client = micro::Client::builder().connections_per_node(1).build();
     EchoClient::with_service(client, "echo")
+}
+
+/// Set in the server child that records spans and metrics.
+const OBSERVE_VAR: &str = "LOADGEN_OBSERVE";
+
+/// Whether the clients being made record metrics (`--observe`, its "on" half).
+static OBSERVING: AtomicBool = AtomicBool::new(false);
+
+type SpanFilter = reload::Handle<Targets, tracing_subscriber::Registry>;
+
+/// A global subscriber whose filter starts closed; the handle opens it.
+fn install_spans() -> SpanFilter {
+    let (filter, handle) = reload::Layer::new(Targets::new());
+    tracing_subscriber::registry().with(filter).init();
+    handle
+}
+
+fn spans_on() -> Targets {
+    Targets::new().with_target("micro::trace", tracing::Level::DEBUG)
+}
+
+/// Options that record metrics: an address makes the runtime count, whether or not a
+/// service ever serves it.
+fn metrics_on() -> Result<micro::config::Options, BoxError> {
+    let options = micro::config::Options::resolve(
+        |name: &str| (name == "MICRO_METRICS_ADDRESS").then(|| "127.0.0.1:0".to_owned()),
+        &[],
+    )?;
+    Ok(options)
+}
+
+/// `--observe`: micro's echo cells against a plain server and client, then against a server
+/// and client that record spans and metrics; one table.
+async fn observe_section(plan: &Plan) -> Result<(), BoxError> {
+    let spans = install_spans();
+    let off = Server::spawn(false).await?;
+    let on = Server::spawn(true).await?;
+    let mut rows = Vec::new();
+    for &size in &plan.payloads {
+        let body = payload(size);
+        let mut cells = vec![(Mode::Latency, 1, 1)];
+        cells.extend(plan.cells.iter().map(|&(c, f)| (Mode::Throughput, c, f)));
+        for (mode, conns, in_flight) in cells {
+            let mut sides = Vec::new();
+            for (server, observing) in [(&off, false), (&on, true)] {
+                OBSERVING.store(observing, Ordering::Relaxed);
+                spans.modify(|t| {
+                    *t = if observing {
+                        spans_on()
+                    } else {
+                        Targets::new()
+                    }
+                })?;
+                sides.push(match mode {
+                    Mode::Latency => micro_latency(server, &body, plan).await?,
+                    Mode::Throughput => {
+                        micro_throughput(server, &body, conns, in_flight, plan.length).await?
+                    }
+                });
+            }
+            let on_side = sides.pop().ok_or("no side")?;
+            let off_side = sides.pop().ok_or("no side")?;
+            let row = Row::new(size, mode, conns, in_flight, off_side, on_side);
+            eprintln!("  {} {conns}x{in_flight} done", size_name(size));
+            rows.push(row);
+        }
+    }
+    println!();
+    println!(
+        "micro echo, tracing and metrics off vs on (spans recorded, W3C context sent, Prometheus counters and histograms); {:.1} s cells; times in µs; CPU is client + server per call",
+        plan.length.as_secs_f64()
+    );
+    println!(
+        "{:>7}  {:<4} {:>5} {:>9} | {:>10} {:>10} {:>6} | {:>8} {:>8} | {:>8} {:>8} | {:>7} {:>7}",
+        "payload",
+        "mode",
+        "conns",
+        "in-flight",
+        "off/s",
+        "on/s",
+        "on/off",
+        "off50",
+        "off99",
+        "on50",
+        "on99",
+        "cpu off",
+        "cpu on"
+    );
+    println!("{}", "-".repeat(118));
+    for row in &rows {
+        println!(
+            "{:>7}  {:<4} {:>5} {:>9} | {:>10.0} {:>10.0} {:>6.2} | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>7.1} {:>7.1}",
+            size_name(row.payload),
+            match row.mode {
+                Mode::Latency => "lat",
+                Mode::Throughput => "tput",
+            },
+            row.conns,
+            row.in_flight,
+            row.micro.rate(),
+            row.raw.rate(),
+            ratio(row.raw.rate(), row.micro.rate()),
+            row.micro.tally.percentile_us(50.0),
+            row.micro.tally.percentile_us(99.0),
+            row.raw.tally.percentile_us(50.0),
+            row.raw.tally.percentile_us(99.0),
+            row.micro.cpu_us_per_call(),
+            row.raw.cpu_us_per_call(),
+        );
+    }
+    Ok(())
 }
 
 async fn micro_latency(server: &Server, body: &Bytes, plan: &Plan) -> Result<Side, BoxError> {

@@ -443,9 +443,9 @@ function shortNode(id, service) {
 
 // The last minute of calls/s, right-aligned, scaled to the busiest sample; the area under
 // the line is shaded.
-function drawSpark(line, values) {
+function drawSpark(line, values, scale) {
   if (!line) return;
-  const max = Math.max(1, ...values);
+  const max = Math.max(1, scale || 0, ...values);
   const step = 300 / (SAMPLES - 1);
   const first = SAMPLES - Math.max(values.length, 2);
   const shown = values.length === 1 ? [values[0], values[0]] : values;
@@ -455,5 +455,154 @@ function drawSpark(line, values) {
   if (area) area.setAttribute("points", `${(first * step).toFixed(1)},48 ${points.join(" ")} 300,48`);
 }
 
+// A latency percentile (seconds) from the calls that fell into cumulative buckets
+// `[[upper bound, count], …]` since the last sample, as Prometheus' histogram_quantile
+// reads them: linear within the bucket the rank falls in. JSON has no infinity: the last
+// bound arrives as null.
+function quantile(q, buckets) {
+  const total = buckets.length ? buckets[buckets.length - 1][1] : 0;
+  if (total <= 0) return null;
+  const rank = q * total;
+  let lower = 0;
+  let below = 0;
+  for (const [bound, count] of buckets) {
+    if (count >= rank) {
+      if (bound === null || !isFinite(bound)) return lower;
+      const inBucket = count - below;
+      return inBucket > 0 ? lower + ((bound - lower) * (rank - below)) / inBucket : bound;
+    }
+    if (bound !== null) lower = bound;
+    below = count;
+  }
+  return lower;
+}
+
+function fixed(v) {
+  return v === null ? "–" : v < 10 ? v.toFixed(2) : Math.round(v).toLocaleString();
+}
+
+// The charts of a service page: per endpoint, calls/s, errors/s and p50/p90/p99 latency
+// over the last minute, from differences between samples of the nodes' metrics.
+function setupCharts() {
+  document.querySelectorAll("[data-metrics]").forEach((el) => {
+    const service = el.dataset.metrics;
+    const note = el.querySelector("[data-metrics-note]");
+    const box = el.querySelector(".endpoint-charts");
+    const state = new Map();
+
+    function block(name) {
+      let s = state.get(name);
+      if (s) return s;
+      const div = document.createElement("div");
+      div.className = "endpoint-chart";
+      div.dataset.endpoint = name;
+      const h = document.createElement("h3");
+      h.textContent = name;
+      const numbers = document.createElement("div");
+      numbers.className = "numbers";
+      for (const [key, label] of [["rate", "calls/s"], ["error_rate", "errors/s"], ["p50", "p50 ms"], ["p90", "p90 ms"], ["p99", "p99 ms"]]) {
+        const d = document.createElement("div");
+        const v = document.createElement("span");
+        v.dataset.m = key;
+        v.textContent = "–";
+        const l = document.createElement("label");
+        l.textContent = label;
+        d.append(v, l);
+        numbers.append(d);
+      }
+      div.append(h, numbers);
+      const charts = {};
+      for (const [key, label] of [["rate", "calls per second"], ["errors", "errors per second"], ["latency", "p50 and p99 latency"]]) {
+        const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+        svg.setAttribute("class", `spark ${key}`);
+        svg.setAttribute("viewBox", "0 0 300 48");
+        svg.setAttribute("preserveAspectRatio", "none");
+        svg.setAttribute("aria-label", label);
+        svg.dataset.chart = key;
+        const area = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
+        const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+        svg.append(area, line);
+        if (key === "latency") {
+          const p99 = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+          p99.setAttribute("class", "p99");
+          svg.append(p99);
+        }
+        charts[key] = svg;
+        div.append(svg);
+      }
+      box.append(div);
+      s = { div, charts, last: null, rate: [], errors: [], p50: [], p99: [] };
+      state.set(name, s);
+      return s;
+    }
+
+    function push(list, v) {
+      list.push(v);
+      if (list.length > SAMPLES) list.shift();
+    }
+
+    function render(report, now) {
+      if (!report) {
+        note.textContent = "metrics unreachable";
+        return;
+      }
+      if (!report.nodes) {
+        note.textContent = "no node serves metrics: start it with MICRO_METRICS_ADDRESS (feature prometheus)";
+        return;
+      }
+      note.textContent = `from the Prometheus metrics of ${report.answered} of ${report.nodes} node(s)`;
+      for (const [name, e] of Object.entries(report.endpoints)) {
+        const s = block(name);
+        const set = (k, v) => {
+          s.div.querySelector(`[data-m="${k}"]`).textContent = fixed(v);
+          s.div.dataset[k] = v === null ? "" : String(v);
+        };
+        s.div.dataset.requests = String(e.requests);
+        if (s.last && e.requests >= s.last.requests) {
+          const secs = (now - s.last.at) / 1000;
+          const rate = (e.requests - s.last.requests) / secs;
+          const errorRate = Math.max(0, e.errors - s.last.errors) / secs;
+          const delta = e.buckets.map(([b, c]) => {
+            const before = s.last.buckets.find(([lb]) => lb === b);
+            return [b, c - (before ? before[1] : 0)];
+          });
+          const ms = (q) => {
+            const v = quantile(q, delta);
+            return v === null ? null : v * 1000;
+          };
+          const [p50, p90, p99] = [ms(0.5), ms(0.9), ms(0.99)];
+          set("rate", rate);
+          set("error_rate", errorRate);
+          set("p50", p50);
+          set("p90", p90);
+          set("p99", p99);
+          push(s.rate, rate);
+          push(s.errors, errorRate);
+          push(s.p50, p50 === null ? 0 : p50);
+          push(s.p99, p99 === null ? 0 : p99);
+          drawSpark(s.charts.rate.querySelector("polyline"), s.rate);
+          drawSpark(s.charts.errors.querySelector("polyline"), s.errors);
+          drawSpark(s.charts.latency.querySelector("polyline"), s.p50, Math.max(...s.p99));
+          drawSpark(s.charts.latency.querySelector("polyline.p99"), s.p99);
+        }
+        s.last = { requests: e.requests, errors: e.errors, buckets: e.buckets, at: now };
+      }
+    }
+
+    async function poll() {
+      let report = null;
+      try {
+        const res = await fetch(path("api", "metrics", service));
+        if (res.ok) report = await res.json();
+      } catch (_) { /* shown as unreachable */ }
+      render(report, performance.now());
+      setTimeout(poll, POLL_MS);
+    }
+
+    poll();
+  });
+}
+
 setupCallForm();
 setupStats();
+setupCharts();

@@ -9,6 +9,7 @@
 //! | `GET /service/{name}` | versions, nodes, endpoints, the call form, live stats |
 //! | `POST /api/call/{service}/{endpoint}` | the gateway's call, for the form |
 //! | `GET /api/stats/{service}` | `Debug.Stats` of every node, as `micro stats --output json` |
+//! | `GET /api/metrics/{service}` | per endpoint, calls, errors and latency buckets summed from the Prometheus metrics of every node that serves them (`MICRO_METRICS_ADDRESS`), for the charts |
 //! | `GET /health` | 200 while the registry answers |
 //!
 //! The same [guard](crate::http::Guard) as the gateway's stands in front: foreign `Host`
@@ -16,6 +17,7 @@
 //! past the limits are refused before any handler runs. A call's `Authorization` header goes
 //! with it.
 
+mod metrics;
 mod page;
 
 use std::sync::Arc;
@@ -58,6 +60,7 @@ pub(crate) async fn run(env: Env, args: WebArgs) -> Result<(), Failure> {
         .route("/service/{name}", get(service))
         .route("/api/call/{service}/{endpoint}", post(call))
         .route("/api/stats/{service}", get(stats))
+        .route("/api/metrics/{service}", get(endpoint_metrics))
         .route("/health", get(health))
         .route("/assets/style.css", get(style))
         .route("/assets/app.js", get(script))
@@ -110,6 +113,16 @@ async fn call(
 async fn stats(State(d): State<Dashboard>, Path(service): Path<String>) -> Response {
     match each_node::<Stats>(&d.registry, &d.client, &service, "Debug.Stats").await {
         Ok(reports) => match serde_json::to_string(&reports) {
+            Ok(json) => json_response(StatusCode::OK, json),
+            Err(e) => error_response(&Error::internal(ID, e)),
+        },
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn endpoint_metrics(State(d): State<Dashboard>, Path(service): Path<String>) -> Response {
+    match metrics::report(&*d.registry, &service).await {
+        Ok(report) => match serde_json::to_string(&report) {
             Ok(json) => json_response(StatusCode::OK, json),
             Err(e) => error_response(&Error::internal(ID, e)),
         },

@@ -273,6 +273,11 @@ pub(super) fn service(registry: &str, name: &str, versions: &[Service]) -> Strin
     <table class="handlers"><thead><tr><th>Node</th><th>Handler</th><th>Calls</th><th>Errors</th><th>Running</th><th>Queued</th></tr></thead>
     <tbody><tr><td colspan="6" class="muted">waiting for the first sample…</td></tr></tbody></table>
   </section>
+  <section class="card charts" data-metrics="{name}">
+    <h2>Endpoints</h2>
+    <p class="muted small" data-metrics-note>calls/s, errors/s and latency percentiles per endpoint, from the nodes' own Prometheus metrics (<code>MICRO_METRICS_ADDRESS</code>)…</p>
+    <div class="endpoint-charts"></div>
+  </section>
 </div>
 </div>
 "#,

@@ -147,6 +147,7 @@ impl World {
         let mut cmd = self.command(example("demo"));
         cmd.args(["--server_name", name])
             .env("MICRO_SERVER_DRAIN", "0s")
+            .env("MICRO_METRICS_ADDRESS", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         let proc = Proc {

@@ -9,9 +9,11 @@
 //! A client is a stack of [`tower`] services, each one concern:
 //!
 //! ```text
-//! deadline → your layers (ClientBuilder::layer) → retry policy → balance → node
+//! trace → deadline → your layers (ClientBuilder::layer) → retry policy → balance → node
 //! ```
 //!
+//! 0. **trace**: a `call` span around the whole call, whose W3C context goes out as the
+//!    `traceparent` metadata (see [`telemetry`](crate::telemetry));
 //! 1. **deadline**: the call's timeout ([`Call::timeout`], else the client's, 5 s), never
 //!    past the deadline of the call being served when made from inside a handler;
 //! 2. **your layers**: any [`tower::Layer`], such as a concurrency limit;
@@ -71,6 +73,7 @@ mod deadline;
 mod pool;
 mod retry;
 mod stream;
+mod trace;
 
 pub use crate::discovery::DEFAULT_EJECTION;
 pub use call::Call;
@@ -84,6 +87,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::retry::budget::TpsBudget;
+use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::codec::ContentType;
@@ -91,8 +95,9 @@ use crate::middleware::{BoxLayer, BoxService, Request};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::selector::{Random, Selector};
+use crate::telemetry::{TraceParent, trace as spans};
 use crate::wire::DEFAULT_MAX_FRAME;
-use crate::{Context, Error, Message, Payload, TRACE_ID};
+use crate::{Context, Error, Message, Payload};
 
 /// Calls services. See the [module docs](self).
 #[derive(Clone)]
@@ -369,6 +374,7 @@ impl ClientBuilder {
         }
         let stack = crate::middleware::apply(&layers, BoxService::new(retrying));
         let stack = BoxService::new(deadline::Deadline::new(stack));
+        let stack = BoxService::new(trace::Trace::new(stack, runtime.observe().clone()));
         Client {
             inner: Arc::new(Inner {
                 runtime,
@@ -509,6 +515,7 @@ impl Client {
         });
         Publish {
             broker: self.broker(),
+            observe: self.inner.runtime.observe().clone(),
             topic: topic.to_owned(),
             body,
             content_type,
@@ -567,11 +574,6 @@ impl Client {
             if let Some(d) = parent.deadline() {
                 deadline = deadline.min(d);
             }
-            if let Some(trace) = parent.trace_id() {
-                opts.metadata
-                    .entry(TRACE_ID.to_owned())
-                    .or_insert_with(|| trace.to_owned());
-            }
         }
         let mut request = Request::new(
             service,
@@ -596,6 +598,7 @@ impl Client {
 #[derive(Debug)]
 pub struct Publish {
     broker: Arc<dyn Broker>,
+    observe: Arc<crate::metrics::Observe>,
     topic: String,
     body: Result<bytes::Bytes, Error>,
     content_type: ContentType,
@@ -619,8 +622,13 @@ impl std::future::IntoFuture for Publish {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let mut headers = self.metadata;
-            if let Some(trace) = Context::current().and_then(|c| c.trace_id().map(str::to_owned)) {
-                headers.entry(TRACE_ID.to_owned()).or_insert(trace);
+            let span = spans::publish_span(&self.topic);
+            let current = Context::current();
+            let parent = TraceParent::from_metadata(&headers)
+                .or_else(|| current.as_ref().and_then(Context::trace));
+            if let Some(tp) = spans::link(&span, parent) {
+                let state = current.as_ref().and_then(|c| c.trace_state());
+                spans::inject(&mut headers, &tp, state);
             }
             headers.insert(
                 crate::broker::CONTENT_TYPE.to_owned(),
@@ -630,10 +638,17 @@ impl std::future::IntoFuture for Publish {
                 headers,
                 body: self.body?,
             };
-            self.broker
+            let result = self
+                .broker
                 .publish(&self.topic, msg)
+                .instrument(span.clone())
                 .await
-                .map_err(Into::into)
+                .map_err(Into::into);
+            if result.is_ok() {
+                self.observe.publish(&self.topic);
+            }
+            spans::record_outcome(&span, &result);
+            result
         })
     }
 }

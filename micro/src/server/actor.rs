@@ -10,11 +10,14 @@ use tokio::time::Instant;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{Envelope, ReplyTo, Route};
 use crate::client::Client;
 use crate::handler::{Handler, HandlerDef, Reads, Turn};
+use crate::metrics::Side;
 use crate::middleware::Request;
+use crate::telemetry::{TraceParent, trace};
 use crate::{Context, Error, Payload};
 
 /// Counters for one handled type, shared by its actors and the routing layer.
@@ -287,7 +290,7 @@ impl<H: Handler> Actor<H> {
             mut reply,
             client,
         } = envelope;
-        let _turn = Running::new(&self.stats, Turn::Read);
+        let turn = Running::new(&self.stats, Turn::Read);
         let service = request.service.clone();
         let work =
             AssertUnwindSafe(call_read(reader, index, request, caller, client)).catch_unwind();
@@ -300,6 +303,8 @@ impl<H: Handler> Actor<H> {
             }
             ReplyTo::Remote { .. } => work.await,
         };
+        // Counted as ended before the caller hears back, so stats it reads next agree.
+        drop(turn);
         self.finish(&service, index, outcome, reply);
     }
 
@@ -423,10 +428,26 @@ async fn call_read(
     caller: Arc<str>,
     client: Client,
 ) -> Result<Payload, Error> {
-    let ctx = context(request.service.clone(), &request, caller, client);
-    ctx.clone()
+    let observe = client.runtime().observe().clone();
+    let start = observe.enabled().then(Instant::now);
+    let (ctx, span) = context(request.service.clone(), &request, caller, client);
+    let result = ctx
+        .clone()
         .scope(reader.dispatch_read(&ctx, index, request.payload))
-        .await
+        .instrument(span.clone())
+        .await;
+    if let Some(start) = start {
+        let code = result.as_ref().err().map_or(0, |e| e.code);
+        observe.call(
+            Side::Server,
+            ctx.service(),
+            ctx.endpoint(),
+            start.elapsed(),
+            code,
+        );
+    }
+    trace::record_outcome(&span, &result);
+    result
 }
 
 /// Runs one `&mut self` handler in its context.
@@ -437,21 +458,47 @@ async fn call<H: Handler>(
     caller: Arc<str>,
     client: Client,
 ) -> Result<Payload, Error> {
-    let ctx = context(request.service.clone(), &request, caller, client);
-    ctx.clone()
+    let observe = client.runtime().observe().clone();
+    let start = observe.enabled().then(Instant::now);
+    let (ctx, span) = context(request.service.clone(), &request, caller, client);
+    let result = ctx
+        .clone()
         .scope(state.dispatch(&ctx, index, request.payload))
-        .await
+        .instrument(span.clone())
+        .await;
+    if let Some(start) = start {
+        let code = result.as_ref().err().map_or(0, |e| e.code);
+        observe.call(
+            Side::Server,
+            ctx.service(),
+            ctx.endpoint(),
+            start.elapsed(),
+            code,
+        );
+    }
+    trace::record_outcome(&span, &result);
+    result
 }
 
-fn context(service: Arc<str>, request: &Request, caller: Arc<str>, client: Client) -> Context {
-    Context::new(
+/// The handler's context, and the `serve` span it runs in: a child of the caller's.
+fn context(
+    service: Arc<str>,
+    request: &Request,
+    caller: Arc<str>,
+    client: Client,
+) -> (Context, tracing::Span) {
+    let span = trace::server_span(&service, &request.endpoint);
+    let trace = trace::link(&span, TraceParent::from_metadata(&request.metadata));
+    let ctx = Context::new(
         service,
         request.endpoint.clone(),
         caller,
         request.deadline,
         request.metadata.clone(),
         client,
-    )
+        trace,
+    );
+    (ctx, span)
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {

@@ -225,6 +225,10 @@ impl Router {
             Ok(()) => {}
             Err(flume::TrySendError::Full(envelope)) => {
                 route.stats.record_rejected();
+                self.client
+                    .runtime()
+                    .observe()
+                    .rejection(&self.service, route.def.name);
                 let name = route.def.name;
                 envelope.reply.turn_away(Error::overloaded(
                     &*self.service,
