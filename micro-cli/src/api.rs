@@ -89,27 +89,35 @@ pub(crate) async fn run(env: Env, args: ApiArgs) -> Result<(), Failure> {
     crate::http::serve("api", &args.address, app).await
 }
 
+/// The service, endpoint and body of a call or stream request that this gateway exposes;
+/// otherwise why not.
+fn admit(
+    gw: &Gateway,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(String, String, Bytes), Error> {
+    let Path((service, endpoint)) = path.map_err(|e| Error::bad_request(ID, e.body_text()))?;
+    if let Some(allow) = &gw.allow {
+        if !allow.contains(&service) {
+            return Err(Error::forbidden(
+                ID,
+                format_args!("service {service} is not exposed by this gateway"),
+            ));
+        }
+    }
+    let body = body.map_err(|e| Error::new(ID, e.status().as_u16(), e.body_text()))?;
+    Ok((service, endpoint, body))
+}
+
 async fn call(
     State(gw): State<Gateway>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Path((service, endpoint)) = match path {
-        Ok(path) => path,
-        Err(e) => return error_response(&Error::bad_request(ID, e.body_text())),
-    };
-    if let Some(allow) = &gw.allow {
-        if !allow.contains(&service) {
-            return error_response(&Error::forbidden(
-                ID,
-                format_args!("service {service} is not exposed by this gateway"),
-            ));
-        }
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(e) => return error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
+    let (service, endpoint, body) = match admit(&gw, path, body) {
+        Ok(admitted) => admitted,
+        Err(e) => return error_response(&e),
     };
     let mut metadata = bearer_metadata(&headers);
     metadata.extend(trace_metadata(&headers));
@@ -129,21 +137,9 @@ async fn stream(
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::StreamExt;
 
-    let Path((service, endpoint)) = match path {
-        Ok(path) => path,
-        Err(e) => return error_response(&Error::bad_request(ID, e.body_text())),
-    };
-    if let Some(allow) = &gw.allow {
-        if !allow.contains(&service) {
-            return error_response(&Error::forbidden(
-                ID,
-                format_args!("service {service} is not exposed by this gateway"),
-            ));
-        }
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(e) => return error_response(&Error::new(ID, e.status().as_u16(), e.body_text())),
+    let (service, endpoint, body) = match admit(&gw, path, body) {
+        Ok(admitted) => admitted,
+        Err(e) => return error_response(&e),
     };
     let request = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::Value::Null
