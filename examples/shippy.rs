@@ -333,9 +333,12 @@ fn demo() -> micro::Result<()> {
         Ok(())
     })();
     for child in [&mut server, &mut vessel, &mut counter] {
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        // SIGTERM, as an operator would: the service deregisters and drains. Should the
+        // signal fail, a plain kill still ends the child rather than waiting forever.
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {
+            let _ = child.kill();
+        }
         let status = child.wait()?;
         println!("process {} stopped ({status})", child.id());
     }
