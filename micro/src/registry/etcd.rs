@@ -257,15 +257,33 @@ impl Registry for EtcdRegistry {
             let filter = service.map(str::to_owned);
             tokio::spawn(async move {
                 let mut backoff = Duration::from_millis(100);
+                // The revision to resume from after a reconnect, so that what changed while
+                // the watch was down is still delivered (0: from now on).
+                let mut next: i64 = 0;
                 loop {
                     let message = tokio::select! {
                         _ = tx.closed() => break,
                         m = stream.message() => m,
                     };
-                    match message {
+                    let failure = match message {
+                        Ok(Some(resp)) if resp.compact_revision() > 0 => {
+                            tracing::warn!(
+                                "etcd compacted past revision {next} of {prefix}; watching from now, events in between are lost"
+                            );
+                            next = 0;
+                            None
+                        }
                         Ok(Some(resp)) => {
                             backoff = Duration::from_millis(100);
+                            if resp.created() && next == 0 {
+                                if let Some(header) = resp.header() {
+                                    next = header.revision() + 1;
+                                }
+                            }
                             for ev in resp.events() {
+                                if let Some(kv) = ev.kv() {
+                                    next = next.max(kv.mod_revision() + 1);
+                                }
                                 let Some(event) = convert(ev) else { continue };
                                 if filter.as_deref().is_some_and(|f| f != event.service.name) {
                                     continue;
@@ -274,23 +292,29 @@ impl Registry for EtcdRegistry {
                                     return;
                                 }
                             }
+                            continue;
                         }
-                        result => {
-                            if let Err(e) = result {
-                                tracing::warn!("etcd watch on {prefix} failed: {e}; re-watching");
-                            }
-                            // Re-establish, with backoff, until etcd answers again.
-                            loop {
-                                tokio::select! {
-                                    _ = tx.closed() => return,
-                                    _ = tokio::time::sleep(backoff) => {}
-                                }
-                                backoff = (backoff * 2).min(Duration::from_secs(5));
-                                if let Ok(w) = client.watch(prefix.clone(), Some(opts())).await {
-                                    (watcher, stream) = w;
-                                    break;
-                                }
-                            }
+                        Ok(None) => None,
+                        Err(e) => Some(e),
+                    };
+                    if let Some(e) = failure {
+                        tracing::warn!("etcd watch on {prefix} failed: {e}; re-watching");
+                    }
+                    // Re-establish, with backoff, until etcd answers again.
+                    loop {
+                        tokio::select! {
+                            _ = tx.closed() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        let resume = if next > 0 {
+                            opts().with_start_revision(next)
+                        } else {
+                            opts()
+                        };
+                        if let Ok(w) = client.watch(prefix.clone(), Some(resume)).await {
+                            (watcher, stream) = w;
+                            break;
                         }
                     }
                 }
