@@ -420,6 +420,27 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Counts a handler's outcome in the metrics (when on) and on its span.
+fn record(
+    observe: &crate::metrics::Observe,
+    start: Option<Instant>,
+    ctx: &Context,
+    span: &tracing::Span,
+    result: &Result<Payload, Error>,
+) {
+    if let Some(start) = start {
+        let code = result.as_ref().err().map_or(0, |e| e.code);
+        observe.call(
+            Side::Server,
+            ctx.service(),
+            ctx.endpoint(),
+            start.elapsed(),
+            code,
+        );
+    }
+    trace::record_outcome(span, result);
+}
+
 /// Runs one `&self` handler in its context.
 async fn call_read(
     reader: &dyn Reads,
@@ -436,17 +457,7 @@ async fn call_read(
         .scope(reader.dispatch_read(&ctx, index, request.payload))
         .instrument(span.clone())
         .await;
-    if let Some(start) = start {
-        let code = result.as_ref().err().map_or(0, |e| e.code);
-        observe.call(
-            Side::Server,
-            ctx.service(),
-            ctx.endpoint(),
-            start.elapsed(),
-            code,
-        );
-    }
-    trace::record_outcome(&span, &result);
+    record(&observe, start, &ctx, &span, &result);
     result
 }
 
@@ -466,17 +477,7 @@ async fn call<H: Handler>(
         .scope(state.dispatch(&ctx, index, request.payload))
         .instrument(span.clone())
         .await;
-    if let Some(start) = start {
-        let code = result.as_ref().err().map_or(0, |e| e.code);
-        observe.call(
-            Side::Server,
-            ctx.service(),
-            ctx.endpoint(),
-            start.elapsed(),
-            code,
-        );
-    }
-    trace::record_outcome(&span, &result);
+    record(&observe, start, &ctx, &span, &result);
     result
 }
 
