@@ -307,7 +307,16 @@ async fn client(file: Option<&str>) -> micro::Result<()> {
 /// prints the clients' output, and stops the services.
 fn demo() -> micro::Result<()> {
     let me = std::env::current_exe()?;
-    let spawn = |what: &str| Command::new(&me).arg(what).stdout(Stdio::null()).spawn();
+    // The services' logs would interleave with the demo's output: warnings only, unless
+    // RUST_LOG asks for more.
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let spawn = |what: &str| {
+        Command::new(&me)
+            .arg(what)
+            .env("RUST_LOG", &log)
+            .stdout(Stdio::null())
+            .spawn()
+    };
     let mut counter = spawn("counter")?;
     println!("started the counter process (pid {})", counter.id());
     wait_for("shippy.service.counter")?;
@@ -369,14 +378,23 @@ fn wait_for(service: &str) -> micro::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "micro=warn".into()),
-        )
-        .init();
     let args: Vec<String> = std::env::args().collect();
+    // The services leave logging to `Service::run`: its default subscriber prints their
+    // start-up and shutdown (`RUST_LOG`, `MICRO_LOG_FORMAT`) and, built with micro's `otel`
+    // feature, exports their spans when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The client and
+    // the demo print warnings only.
+    if !matches!(
+        args.get(1).map(String::as_str),
+        Some("vessel" | "server" | "counter")
+    ) {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "micro=warn".into()),
+            )
+            .init();
+    }
     let result = match args.get(1).map(String::as_str) {
         Some("vessel") => vessel().await,
         Some("server") => server().await,

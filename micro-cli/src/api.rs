@@ -19,8 +19,11 @@
 //! JSON. A stream that cannot open answers like a call that failed. Closing the response
 //! cancels the stream, which stops its producer.
 //!
-//! A request's W3C `traceparent` (and `tracestate`) header is honoured: the call or event it
-//! leads to is part of the caller's trace.
+//! Each call, stream and event request is served in a span of its own (`POST /{service}/{endpoint}`
+//! and so on, exported over OTLP with the `otel` feature): a child of the request's W3C
+//! `traceparent` header when it carries a valid one, else the root of a new trace. The calls
+//! and events it leads to are that span's children, so one request is one trace from the
+//! gateway to the last subscriber; `tracestate` passes through unchanged.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -29,13 +32,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use micro::registry::Registry;
-use micro::telemetry::{TRACEPARENT, TRACESTATE, TraceParent};
+use micro::telemetry::{HttpSpan, TRACEPARENT, TRACESTATE, TraceParent};
 use micro::{Client, Error};
 
 use crate::Failure;
@@ -73,10 +76,12 @@ pub(crate) async fn run(env: Env, args: ApiArgs) -> Result<(), Failure> {
         allow: (!args.allow.is_empty()).then(|| Arc::new(args.allow.into_iter().collect())),
     };
     let mut app = Router::new()
-        .route("/health", get(health))
         .route("/event/{topic}", post(event))
         .route("/stream/{service}/{endpoint}", post(stream))
         .route("/{service}/{endpoint}", post(call))
+        // A span for each request the routes above serve (probes of /health make none).
+        .route_layer(middleware::from_fn(trace_request))
+        .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(args.body_limit))
@@ -196,6 +201,40 @@ async fn stream(
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// Serves the request inside its own span, a child of the caller's `traceparent` if it sent a
+/// valid one: the header the handlers pass on becomes this span's context, so the calls and
+/// events the request leads to are the gateway span's children. An invalid header is dropped.
+async fn trace_request(matched: MatchedPath, mut request: Request, next: Next) -> Response {
+    use tracing::Instrument;
+
+    let parent = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse);
+    let span = HttpSpan::server(
+        request.method().as_str(),
+        matched.as_str(),
+        request.uri().path(),
+        parent,
+    );
+    let headers = request.headers_mut();
+    match span.context() {
+        Some(context) => {
+            let value = HeaderValue::from_str(&context.to_string())
+                .expect("a traceparent is a valid header value");
+            headers.insert(TRACEPARENT, value);
+        }
+        None => {
+            headers.remove(TRACEPARENT);
+            headers.remove(TRACESTATE);
+        }
+    }
+    let response = next.run(request).instrument(span.span().clone()).await;
+    span.record_status(response.status().as_u16());
+    response
 }
 
 /// The request's W3C trace context, when it carries a valid one: the call (or event) it

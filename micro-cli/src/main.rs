@@ -92,8 +92,14 @@ fn main() -> ExitCode {
                     .unwrap_or_else(|_| "warn".into()),
             );
         let registry = tracing_subscriber::registry().with(logs);
+        // Spans are exported under the command's name unless OTEL_SERVICE_NAME says otherwise.
         #[cfg(feature = "otel")]
-        let registry = registry.with(micro::telemetry::otel::layer(Some("micro")));
+        let registry = registry.with(micro::telemetry::otel::layer(Some(match cli.command {
+            Command::Api(_) => "micro.api",
+            Command::Web(_) => "micro.web",
+            Command::Mcp(_) => "micro.mcp",
+            _ => "micro",
+        })));
         registry.init();
     }
 

@@ -15,8 +15,6 @@
 //!                                        print `ok PID` or `err CODE DETAIL` per call
 //! test-node vessel | consignment         serve the shippy-like services (see below), print
 //!                                        `serving ADDRESS` once registered
-//! test-node audit                      serve `audit`, subscribed to `consignment.created`;
-//!                                        print `audited BODY TRACE_ID` per event
 //! test-node create COUNT                 call `consignment` COUNT times, print `created
 //!                                        ID VESSEL_PID` per reply
 //! test-node wait-tcp HOST:PORT [MS]      wait (at most MS ms, default 20 s) until something
@@ -90,19 +88,6 @@ impl Consignments {
     }
 }
 
-/// Hears of every consignment: prints `audited BODY TRACE_ID` per event.
-struct Audit;
-
-#[micro::service(name = "audit")]
-impl Audit {
-    #[micro::subscribe(topic = "consignment.created")]
-    async fn on_created(&self, ctx: &Context, event: String) -> micro::Result<()> {
-        let trace = ctx.trace().map(|t| t.trace_id_hex()).unwrap_or_default();
-        println!("audited {event} {trace}");
-        Ok(())
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     // micro's own subscriber: `RUST_LOG` logs and, with `OTEL_EXPORTER_OTLP_ENDPOINT`, OTLP.
@@ -122,7 +107,6 @@ async fn main() -> ExitCode {
         Some("consignment") => {
             serve_until_signal(Service::new("consignment").handle(Consignments)).await
         }
-        Some("audit") => serve_until_signal(Service::new("audit").handle(Audit)).await,
         Some("create") => create(&args).await,
         Some("wait-tcp") => wait_tcp(&args).await,
         _ => Err(Error::bad_request(

@@ -11,6 +11,7 @@ use super::{Broker, BrokerError, EventHandler, Message, SubscribeOptions, Subscr
 use crate::config::Options;
 use crate::handler::{EndpointDef, Handler, HandlerDef, Turn};
 use crate::registry::{Node, Registry, Service as Record};
+use crate::telemetry::TRACEPARENT;
 use crate::{BoxFuture, Client, Context, Error, Payload, RunningService, Service};
 
 /// The prefix of the registry names under which subscriptions are advertised:
@@ -325,15 +326,22 @@ impl EmbeddedBroker {
         if let Some(handler) = local {
             return handler.handle(topic, message).await;
         }
+        // The delivery call is part of the event's trace: a child of its publish span, like
+        // the subscriber's own `deliver` span.
+        let parent = message.headers.get(TRACEPARENT).cloned();
         let delivery = Delivery {
             subscription: node.id.clone(),
             topic: topic.to_owned(),
             message,
         };
-        self.client
+        let mut call = self
+            .client
             .call::<Delivery, ()>("micro.broker".into(), "Broker.Deliver", delivery)
-            .node(node.address.clone())
-            .await
+            .node(node.address.clone());
+        if let Some(parent) = parent {
+            call = call.metadata(TRACEPARENT, parent);
+        }
+        call.await
     }
 }
 

@@ -22,4 +22,4 @@ pub mod otel;
 pub(crate) mod trace;
 
 pub use log::{LogFormat, init_logs};
-pub use trace::{TRACEPARENT, TRACESTATE, TraceParent};
+pub use trace::{HttpSpan, TRACEPARENT, TRACESTATE, TraceParent};

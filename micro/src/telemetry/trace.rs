@@ -187,6 +187,88 @@ fn record_ids(span: &Span, tp: &TraceParent, parent: Option<TraceParent>) {
     }
 }
 
+/// The span of an HTTP request that a process in front of services (a gateway) serves by
+/// calling or publishing: a child of the trace context the request carried, or the root of a
+/// new trace. Pass [`context`](Self::context) on as the `traceparent` of the calls it makes,
+/// inside [`span`](Self::span), so they are its children.
+///
+/// Named `{method} {route}` with the HTTP semantic conventions' attributes; like micro's other
+/// spans it is `debug` under the `micro::trace` target, so it costs nothing unless a
+/// subscriber (an OpenTelemetry exporter) wants it.
+///
+/// ```
+/// use micro::telemetry::{HttpSpan, TraceParent};
+///
+/// let incoming = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+/// let request = HttpSpan::server("POST", "/{service}/{endpoint}", "/greeter/Greeter.Hello", incoming);
+/// // No subscriber records the span here, so the caller's context goes on unchanged; with an
+/// // exporter it is a new span in the same trace.
+/// assert_eq!(request.context(), incoming);
+/// // … make the calls with `.metadata("traceparent", …)` inside `request.span()` …
+/// request.record_status(200);
+/// ```
+#[derive(Debug)]
+pub struct HttpSpan {
+    span: Span,
+    context: Option<TraceParent>,
+}
+
+impl HttpSpan {
+    /// Opens the span of a request for `path`, matched by `route` (the low-cardinality
+    /// template, such as `/{service}/{endpoint}`), with the `traceparent` it carried, if valid.
+    ///
+    /// See the [type-level example](Self).
+    pub fn server(method: &str, route: &str, path: &str, parent: Option<TraceParent>) -> Self {
+        let span = tracing::debug_span!(
+            target: "micro::trace",
+            "http",
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = %route,
+            url.path = %path,
+            http.response.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+            parent_id = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let context = link(&span, parent);
+        Self { span, context }
+    }
+
+    /// The span, to instrument the work of serving the request with.
+    ///
+    /// See the [type-level example](Self).
+    pub fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// The trace context the request's calls carry as their `traceparent`: this span's own
+    /// when it is recorded, else the request's (passed through), else `None`.
+    ///
+    /// See the [type-level example](Self).
+    pub fn context(&self) -> Option<TraceParent> {
+        self.context
+    }
+
+    /// Records the response's status: a 5xx marks the span as failed, a 2xx or 3xx as ok; a 4xx
+    /// leaves it unset (the client's error, not the server's, as the HTTP conventions say).
+    ///
+    /// See the [type-level example](Self).
+    pub fn record_status(&self, status: u16) {
+        if self.span.is_disabled() {
+            return;
+        }
+        self.span.record("http.response.status_code", status);
+        if status >= 500 {
+            self.span.record("otel.status_code", "error");
+        } else if status < 400 {
+            self.span.record("otel.status_code", "ok");
+        }
+    }
+}
+
 /// Records a finished span's outcome: `ok`, or `error` with the error's code.
 pub(crate) fn record_outcome<T>(span: &Span, result: &Result<T, crate::Error>) {
     if span.is_disabled() {
