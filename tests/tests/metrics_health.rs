@@ -325,3 +325,39 @@ async fn calls_to_names_nothing_serves_share_one_label() {
     assert!(!text.contains("nobody-"), "{text}");
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_open_and_refused_are_counted_per_service() {
+    let port = tests::free_port();
+    let runtime = runtime(port);
+    let service = runtime
+        .service("metrics.greeter")
+        .handle(Greeter)
+        .address("127.0.0.1:0")
+        .limits(micro::ServerLimits::default().max_connections_per_ip(2))
+        .start()
+        .await
+        .unwrap();
+    let address = service.address().to_owned();
+    let open = |n: usize| format!("micro_server_connections{{service=\"metrics.greeter\"}} {n}\n");
+    let first = TcpStream::connect(&address).unwrap();
+    let second = TcpStream::connect(&address).unwrap();
+    until(port, "/metrics", |_, text| text.contains(&open(2))).await;
+
+    // A third from the same address is over the limit: refused, and counted as such.
+    let mut third = TcpStream::connect(&address).unwrap();
+    third.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut refusal = Vec::new();
+    third.read_to_end(&mut refusal).unwrap();
+    assert!(
+        String::from_utf8_lossy(&refusal).contains("too many connections"),
+        "{refusal:?}"
+    );
+    let refused = r#"micro_server_connections_refused_total{service="metrics.greeter",limit="max_connections_per_ip"} 1"#;
+    let (_, text) = until(port, "/metrics", |_, text| text.contains(refused)).await;
+    assert!(text.contains(&open(2)), "{text}");
+
+    drop((first, second));
+    until(port, "/metrics", |_, text| text.contains(&open(0))).await;
+    service.stop().await;
+}

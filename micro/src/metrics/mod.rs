@@ -8,7 +8,9 @@
 //!   (`micro_{client,server}_errors_total`), a latency histogram
 //!   (`micro_{client,server}_request_duration_seconds`); requests turned away
 //!   (`micro_server_rejections_total`), mailbox depth and read turns running per handler,
-//!   events published and delivered (`micro_broker_{publishes,deliveries}_total`);
+//!   connections open on each service's listener (`micro_server_connections`) and refused by
+//!   its limits (`micro_server_connections_refused_total`, by the limit reached), events
+//!   published and delivered (`micro_broker_{publishes,deliveries}_total`);
 //! - `GET /health/live`: 200 while the process serves HTTP at all;
 //! - `GET /health/ready`: 200 while a service runs, none drains and every check registered
 //!   with [`Service::health_check`](crate::Service::health_check) passes; otherwise 503 with
@@ -124,6 +126,26 @@ impl Observe {
             m.rejection(service, endpoint);
         }
         let _ = (service, endpoint);
+    }
+
+    /// A connection opened (`true`) or closed (`false`) on `service`'s listener.
+    #[inline]
+    pub(crate) fn connection(&self, service: &str, open: bool) {
+        #[cfg(feature = "prometheus")]
+        if let Some(m) = &self.metrics {
+            m.connection(service, open);
+        }
+        let _ = (service, open);
+    }
+
+    /// A connection `service`'s listener refused: `limit` names the limit it reached.
+    #[inline]
+    pub(crate) fn connection_refused(&self, service: &str, limit: &'static str) {
+        #[cfg(feature = "prometheus")]
+        if let Some(m) = &self.metrics {
+            m.connection_refused(service, limit);
+        }
+        let _ = (service, limit);
     }
 
     /// An event published.

@@ -18,6 +18,7 @@ use crate::runtime::Hosted;
 
 type Labels = [(&'static str, String); 2];
 type CodeLabels = [(&'static str, String); 3];
+/// One label: a topic, or a service.
 type TopicLabels = [(&'static str, String); 1];
 
 fn latency() -> Histogram {
@@ -68,6 +69,8 @@ pub(crate) struct Metrics {
     deliveries: Family<CodeLabels, Counter>,
     mailbox: Family<Labels, Gauge>,
     reads: Family<Labels, Gauge>,
+    connections: Family<TopicLabels, Gauge>,
+    refused: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -80,6 +83,18 @@ impl Metrics {
         let deliveries = Family::<CodeLabels, Counter>::default();
         let mailbox = Family::<Labels, Gauge>::default();
         let reads = Family::<Labels, Gauge>::default();
+        let connections = Family::<TopicLabels, Gauge>::default();
+        let refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "micro_server_connections",
+            "Connections open on a service's listener",
+            connections.clone(),
+        );
+        registry.register(
+            "micro_server_connections_refused",
+            "Connections a service's listener refused, by the limit they reached",
+            refused.clone(),
+        );
         registry.register(
             "micro_server_rejections",
             "Requests turned away before they ran (full mailbox), by service and endpoint",
@@ -114,7 +129,26 @@ impl Metrics {
             deliveries,
             mailbox,
             reads,
+            connections,
+            refused,
         }
+    }
+
+    pub(crate) fn connection(&self, service: &str, open: bool) {
+        let gauge = self
+            .connections
+            .get_or_create(&[("service", service.to_owned())]);
+        if open {
+            gauge.inc();
+        } else {
+            gauge.dec();
+        }
+    }
+
+    pub(crate) fn connection_refused(&self, service: &str, limit: &'static str) {
+        self.refused
+            .get_or_create(&[("service", service.to_owned()), ("limit", limit.to_owned())])
+            .inc();
     }
 
     pub(crate) fn call(

@@ -191,10 +191,13 @@ struct Open {
 struct Admitted {
     open: Arc<Mutex<Open>>,
     ip: Option<IpAddr>,
+    router: Arc<Router>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        let runtime = self.router.client.runtime();
+        runtime.observe().connection(&self.router.service, false);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.total -= 1;
         if let Some(ip) = self.ip {
@@ -240,12 +243,15 @@ pub(crate) fn spawn_accept_loop(
                 let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
                 let from_ip = ip.map_or(0, |ip| o.per_ip.get(&ip).copied().unwrap_or(0));
                 if o.total >= limits.max_connections {
-                    Err(format!(
-                        "too many connections ({} open)",
-                        limits.max_connections
+                    Err((
+                        "max_connections",
+                        format!("too many connections ({} open)", limits.max_connections),
                     ))
                 } else if from_ip >= limits.max_connections_per_ip {
-                    Err(format!("too many connections from {peer} ({from_ip} open)"))
+                    Err((
+                        "max_connections_per_ip",
+                        format!("too many connections from {peer} ({from_ip} open)"),
+                    ))
                 } else {
                     o.total += 1;
                     if let Some(ip) = ip {
@@ -254,18 +260,24 @@ pub(crate) fn spawn_accept_loop(
                     Ok(Admitted {
                         open: open.clone(),
                         ip,
+                        router: router.clone(),
                     })
                 }
             };
+            let observe = router.client.runtime().observe();
             match admitted {
                 Ok(admitted) => {
+                    observe.connection(&router.service, true);
                     let (router, shutdown) = (router.clone(), shutdown.clone());
                     connections.spawn(async move {
                         serve(io, peer, router, limits, shutdown).await;
                         drop(admitted);
                     });
                 }
-                Err(why) => refuse(io, &peer, why, &refusing),
+                Err((limit, why)) => {
+                    observe.connection_refused(&router.service, limit);
+                    refuse(io, &peer, why, &refusing);
+                }
             }
         }
     })
