@@ -85,9 +85,14 @@ impl EtcdRegistry {
     async fn client(&self) -> Result<Client, RegistryError> {
         self.client
             .get_or_try_init(|| async {
+                // HTTP/2 pings on an idle connection too: a watch that receives nothing cannot
+                // otherwise tell a quiet etcd from a silently dropped path (a partition, a
+                // vanished host), and the cache would stay in watched mode, stale.
                 let opts = ConnectOptions::new()
                     .with_connect_timeout(Duration::from_secs(2))
-                    .with_timeout(Duration::from_secs(5));
+                    .with_timeout(Duration::from_secs(5))
+                    .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
+                    .with_keep_alive_while_idle(true);
                 Client::connect(&self.endpoints, Some(opts))
                     .await
                     .map_err(|e| unavailable(&self.endpoints.join(","), e))
