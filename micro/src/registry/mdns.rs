@@ -51,9 +51,10 @@ const FORGET_WITHDRAWN: Duration = Duration::from_secs(60);
 /// | `rec` | how many pieces the record has |
 /// | `rec0`, `rec1`, … | the service with this one node, as go-micro's JSON, in pieces of at most 240 bytes |
 ///
-/// The JSON is the record; the other keys only describe it. A record whose TXT record would
-/// be larger than 8500 bytes (a JSON of about 8 KB) is refused with
-/// [`RegistryError::Invalid`], as it would not fit in an mDNS packet.
+/// The JSON is the record; the other keys only describe it. A TXT record must fit in one
+/// mDNS packet, 8500 bytes (a JSON of about 8 KB): when the endpoints' type descriptions make
+/// it larger, they are cut (to type names, then left out) with a warning, since calls do not
+/// need them; a record still too large is refused with [`RegistryError::Invalid`].
 ///
 /// **TTL.** Every `register` announces the record again, with a new `beat`, so every
 /// browser hears that the node is alive; a browser drops a node whose TTL passes without
@@ -196,6 +197,48 @@ fn instance_name(service: &str, node: &str) -> String {
 
 fn full_name(service: &str, node: &str) -> String {
     format!("{}.{SERVICE_TYPE}", instance_name(service, node))
+}
+
+/// The TXT properties advertising `record` (one node), their size and the record they hold:
+/// the whole record when it fits in one packet, else the record with its endpoints' type
+/// descriptions cut down until it fits (their field lists, then the types themselves), with a
+/// warning. Calls need none of them: only `micro describe` and the dashboard show less.
+fn fitting(
+    mut record: Service,
+    ttl: Option<Duration>,
+    beat: u64,
+) -> Result<(Vec<TxtProperty>, usize, Service), RegistryError> {
+    let mut cuts = 0;
+    loop {
+        let json =
+            serde_json::to_string(&record).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        let txt = encode(&record, &json, ttl, beat);
+        let size: usize = txt
+            .iter()
+            .map(|p| 1 + p.key().len() + p.val().map_or(0, |v| 1 + v.len()))
+            .sum();
+        if size <= MAX_TXT || cuts == 2 {
+            if cuts > 0 && size <= MAX_TXT {
+                tracing::warn!(
+                    service = %record.name,
+                    "the endpoints' type descriptions do not fit in an mDNS record: advertised {}",
+                    if cuts == 1 { "by type name only" } else { "without them" },
+                );
+            }
+            return Ok((txt, size, record));
+        }
+        cuts += 1;
+        let types = record
+            .endpoints
+            .iter_mut()
+            .flat_map(|e| [&mut e.request, &mut e.response]);
+        for ty in types {
+            match (cuts, ty.as_mut()) {
+                (1, Some(value)) => value.values = Vec::new(),
+                _ => *ty = None,
+            }
+        }
+    }
 }
 
 /// The TXT properties advertising `record` (one node), whose JSON is `json`.
@@ -606,14 +649,9 @@ impl Registry for MdnsRegistry {
                     nodes: vec![node.clone()],
                     ..service.clone()
                 };
-                let json = serde_json::to_string(&record)
-                    .map_err(|e| RegistryError::Invalid(e.to_string()))?;
                 let beat = inner.next_beat();
-                let txt = encode(&record, &json, ttl, beat);
-                let size: usize = txt
-                    .iter()
-                    .map(|p| 1 + p.key().len() + p.val().map_or(0, |v| 1 + v.len()))
-                    .sum();
+                // What others see is what this registry keeps of its own nodes, too.
+                let (txt, size, record) = fitting(record, ttl, beat)?;
                 if size > MAX_TXT {
                     return Err(RegistryError::Invalid(format!(
                         "the record of node {} takes {size} bytes of TXT, more than one mDNS \
@@ -777,6 +815,73 @@ mod tests {
         assert_eq!(back, service);
         assert_eq!(ttl, Some(Duration::from_millis(1500)));
         assert_eq!(beat, 7);
+    }
+
+    /// A registration whose type descriptions did not fit in one mDNS packet was refused, so
+    /// a service with large request types could not register on mDNS at all.
+    #[test]
+    fn type_descriptions_too_large_for_a_packet_are_cut_not_refused() {
+        use crate::registry::{Endpoint, Value};
+        let described = |fields: usize| Value {
+            values: (0..fields)
+                .map(|i| Value::named(&format!("a_rather_long_field_name_{i}")))
+                .collect(),
+            ..Value::named("Request")
+        };
+        let txt = |props: Vec<TxtProperty>| -> TxtProperties {
+            use mdns_sd::IntoTxtProperties;
+            props.into_txt_properties()
+        };
+        let mut service = record("greeter", "greeter-1", "a");
+        service.endpoints = (0..4)
+            .map(|i| Endpoint {
+                name: format!("Greeter.M{i}"),
+                request: Some(described(3)),
+                response: Some(Value::named("Reply")),
+                metadata: Default::default(),
+            })
+            .collect();
+        // Small: advertised whole.
+        let (props, size, _) = fitting(service.clone(), None, 1).unwrap();
+        assert!(size <= MAX_TXT);
+        assert_eq!(decode(&txt(props)).unwrap().0, service);
+
+        // Field lists too large: the types stay, by name.
+        for e in &mut service.endpoints {
+            e.request = Some(described(40));
+        }
+        let (props, size, _) = fitting(service.clone(), None, 1).unwrap();
+        assert!(size <= MAX_TXT);
+        let back = decode(&txt(props)).unwrap().0;
+        assert_eq!(back.endpoints.len(), 4);
+        for e in &back.endpoints {
+            assert_eq!(e.request, Some(Value::named("Request")));
+            assert_eq!(e.response, Some(Value::named("Reply")));
+        }
+        assert_eq!(back.nodes, service.nodes);
+
+        // Even the names too many: the endpoints stay, without types.
+        service.endpoints = (0..80)
+            .map(|i| Endpoint {
+                name: format!("Greeter.M{i}"),
+                request: Some(Value::named(&format!("AVeryLongRequestTypeName{i}"))),
+                response: Some(Value::named(&format!("AVeryLongResponseTypeName{i}"))),
+                metadata: Default::default(),
+            })
+            .collect();
+        let (props, size, _) = fitting(service.clone(), None, 1).unwrap();
+        assert!(size <= MAX_TXT, "{size}");
+        let back = decode(&txt(props)).unwrap().0;
+        assert_eq!(back.endpoints.len(), 80);
+        assert!(
+            back.endpoints
+                .iter()
+                .all(|e| e.request.is_none() && e.response.is_none())
+        );
+
+        // What cannot be cut is still refused by `register` (size over the limit).
+        service.metadata.insert("note".into(), "x".repeat(9000));
+        assert!(fitting(service, None, 1).unwrap().1 > MAX_TXT);
     }
 
     #[test]
