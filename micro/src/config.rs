@@ -42,6 +42,10 @@
 //! | `MICRO_TLS_CA` | `--tls_ca` | the CA certificates that sign peers' certificates, a PEM file: clients dial nodes registered with `transport=tls` with it |
 //! | `MICRO_TLS_CLIENT_AUTH` | `--tls_client_auth` | `true`: mutual TLS, clients must present a certificate signed by the CA (default `false`) |
 //! | `MICRO_AUTH_TOKEN` | `--auth_token` | a bearer token this program's clients attach to every call (`Authorization: Bearer …`) |
+//! | `MICRO_AUTH` | `--auth` | `none` (default); with feature `jwt`: `jwt`, every service checks callers' bearer tokens (see [`auth`](crate::auth)) |
+//! | `MICRO_AUTH_KEY` | `--auth_key` | with `MICRO_AUTH=jwt`, a file: a PEM public key (RSA: RS256, EC P-256: ES256, Ed25519: EdDSA) or a shared HS256 secret of at least 32 bytes |
+//! | `MICRO_AUTH_ISSUER` | `--auth_issuer` | with `MICRO_AUTH=jwt`, the issuer tokens must name |
+//! | `MICRO_AUTH_PUBLIC` | `--auth_public` | with `MICRO_AUTH=jwt`, endpoints anyone may call without a token, comma-separated (`Debug.Health,Greeter.*`); every other endpoint takes any valid token |
 //! | `MICRO_METRICS_ADDRESS` | `--metrics_address` | with feature `prometheus`: where to serve `/metrics`, `/health/live` and `/health/ready` over HTTP (`:port`, `host:port`; unset: nowhere; see [`metrics`](crate::metrics)) |
 //! | `MICRO_LOG_FORMAT` | `--log_format` | `text` (default) or `json`: how [`Service::run`](crate::Service::run)'s default subscriber prints (see [`telemetry`](crate::telemetry)) |
 //!
@@ -131,6 +135,14 @@ pub struct Options {
     pub tls_client_auth: Option<bool>,
     /// `MICRO_AUTH_TOKEN`, `--auth_token`.
     pub auth_token: Option<String>,
+    /// `MICRO_AUTH`, `--auth`: `none` or `jwt`.
+    pub auth: Option<String>,
+    /// `MICRO_AUTH_KEY`, `--auth_key`: the file of the key that verifies tokens.
+    pub auth_key: Option<String>,
+    /// `MICRO_AUTH_ISSUER`, `--auth_issuer`.
+    pub auth_issuer: Option<String>,
+    /// `MICRO_AUTH_PUBLIC`, `--auth_public`: endpoint patterns open without a token.
+    pub auth_public: Vec<String>,
     /// `MICRO_METRICS_ADDRESS`, `--metrics_address`.
     pub metrics_address: Option<String>,
     /// `MICRO_LOG_FORMAT`, `--log_format`.
@@ -191,6 +203,8 @@ enum Kind {
     Size,
     Bool,
     OneOf(&'static [&'static str]),
+    /// Comma-separated, non-empty items.
+    List,
 }
 
 struct Spec {
@@ -225,6 +239,12 @@ pub const BROKERS: &[&str] = &["embedded", "memory"];
 pub const BROKERS: &[&str] = &["embedded", "memory", "nats", "jetstream"];
 /// Log formats.
 pub const LOG_FORMATS: &[&str] = &["text", "json"];
+/// Ways a service can check its callers, in this build.
+pub const AUTHS: &[&str] = &[
+    "none",
+    #[cfg(feature = "jwt")]
+    "jwt",
+];
 
 const SPECS: &[Spec] = &[
     Spec {
@@ -373,6 +393,26 @@ const SPECS: &[Spec] = &[
         help: "bearer token attached to every outgoing call",
     },
     Spec {
+        name: "auth",
+        kind: Kind::OneOf(AUTHS),
+        help: "how services check callers' bearer tokens (jwt: feature jwt)",
+    },
+    Spec {
+        name: "auth_key",
+        kind: Kind::Text,
+        help: "file of the key verifying tokens: PEM public key or shared secret",
+    },
+    Spec {
+        name: "auth_issuer",
+        kind: Kind::Text,
+        help: "issuer that tokens must name",
+    },
+    Spec {
+        name: "auth_public",
+        kind: Kind::List,
+        help: "endpoints callable without a token, comma-separated",
+    },
+    Spec {
         name: "metrics_address",
         kind: Kind::Address,
         help: "HTTP address for /metrics and /health/* (feature prometheus)",
@@ -482,6 +522,14 @@ impl Options {
                 });
             }
         }
+        if opts.auth.as_deref() == Some("jwt") && opts.auth_key.is_none() {
+            return Err(ConfigError {
+                source: "MICRO_AUTH".into(),
+                value: "jwt".into(),
+                expected: "MICRO_AUTH_KEY (--auth_key) too: the file of the key verifying tokens"
+                    .into(),
+            });
+        }
         Ok(opts)
     }
 
@@ -518,6 +566,8 @@ impl Options {
                     "tls_key" => self.tls_key = v,
                     "tls_ca" => self.tls_ca = v,
                     "auth_token" => self.auth_token = v,
+                    "auth_key" => self.auth_key = v,
+                    "auth_issuer" => self.auth_issuer = v,
                     _ => unreachable!("text setting {}", spec.name),
                 }
             }
@@ -619,7 +669,20 @@ impl Options {
                 match spec.name {
                     "registry" => self.registry = v,
                     "transport" => self.transport = v,
+                    "auth" => self.auth = v,
                     _ => self.broker = v,
+                }
+            }
+            Kind::List => {
+                let items: Vec<String> = value.split(',').map(|i| i.trim().to_owned()).collect();
+                if items.iter().any(String::is_empty) {
+                    return Err(err(
+                        "comma-separated endpoints such as Debug.Health,Greeter.*",
+                    ));
+                }
+                match spec.name {
+                    "auth_public" => self.auth_public = items,
+                    _ => unreachable!("list setting {}", spec.name),
                 }
             }
         }
@@ -888,6 +951,26 @@ mod tests {
                 Box::new(|o| o.auth_token.as_deref() == Some("eyJ.x.y")),
             ),
             (
+                "auth",
+                "None",
+                Box::new(|o| o.auth.as_deref() == Some("none")),
+            ),
+            (
+                "auth_key",
+                "/etc/micro/jwt.pem",
+                Box::new(|o| o.auth_key.as_deref() == Some("/etc/micro/jwt.pem")),
+            ),
+            (
+                "auth_issuer",
+                "shippy",
+                Box::new(|o| o.auth_issuer.as_deref() == Some("shippy")),
+            ),
+            (
+                "auth_public",
+                "Debug.Health, Greeter.*",
+                Box::new(|o| o.auth_public == ["Debug.Health", "Greeter.*"]),
+            ),
+            (
                 "metrics_address",
                 ":9464",
                 Box::new(|o| o.metrics_address.as_deref() == Some(":9464")),
@@ -943,6 +1026,10 @@ mod tests {
             ("tls_key", ""),
             ("tls_ca", " "),
             ("auth_token", ""),
+            ("auth", "kerberos"),
+            ("auth_key", " "),
+            ("auth_issuer", ""),
+            ("auth_public", "Debug.Health,,Greeter.*"),
             ("metrics_address", "nowhere"),
             ("log_format", "logfmt"),
         ];

@@ -606,6 +606,10 @@ impl Service {
             .take()
             .unwrap_or_else(|| base.options().clone());
         self.apply(&opts);
+        // Outermost, before the layers given in code: a refused caller reaches none of them.
+        if let Some(auth) = crate::auth::from_options(&opts)? {
+            self.layers.insert(0, crate::middleware::boxed(auth));
+        }
         Ok(base.derive(
             Some(opts),
             self.registry.take(),

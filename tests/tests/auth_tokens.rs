@@ -198,3 +198,164 @@ async fn a_services_own_token_goes_with_the_calls_its_handlers_make() {
         s.stop().await;
     }
 }
+
+/// A file of this test process's own, removed when dropped.
+struct KeyFile(std::path::PathBuf);
+
+impl KeyFile {
+    fn new(name: &str, content: &[u8]) -> KeyFile {
+        let path = std::env::temp_dir().join(format!("micro-auth-{}-{name}", std::process::id()));
+        std::fs::write(&path, content).unwrap();
+        KeyFile(path)
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Settings from these `MICRO_*` variables only.
+fn settings(vars: &[(&str, &str)]) -> Result<micro::config::Options, micro::config::ConfigError> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    micro::config::Options::resolve(
+        move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+        &[],
+    )
+}
+
+/// Starts `counter` over TCP guarded by nothing but `vars`, and returns a client of another
+/// runtime (no token of its own) with the running service.
+async fn guarded_by_settings(
+    vars: &[(&str, &str)],
+) -> (CounterClient, micro::RunningService, Runtime) {
+    let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
+    let server = runtime(&registry).build(settings(vars).unwrap());
+    let service = server
+        .service("counter")
+        .address("127.0.0.1:0")
+        .drain(Duration::ZERO)
+        .handle(Counter::new())
+        .start()
+        .await
+        .unwrap();
+    let caller = runtime(&registry).build(Default::default());
+    (CounterClient::new(caller.client()), service, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_alone_guard_a_service_with_a_shared_secret() {
+    let key = KeyFile::new("secret", &[SECRET, b"\n"].concat());
+    let path = key.0.display().to_string();
+    let (counter, service, _server) = guarded_by_settings(&[
+        ("MICRO_AUTH", "jwt"),
+        ("MICRO_AUTH_KEY", &path),
+        ("MICRO_AUTH_ISSUER", "auth-tests"),
+        ("MICRO_AUTH_PUBLIC", "Counter.Get"),
+    ])
+    .await;
+
+    // The public endpoint takes anyone; every other one a valid token of the issuer.
+    assert_eq!(counter.get().await.unwrap(), 0);
+    assert_eq!(counter.add(1).await.unwrap_err().code, 401);
+    let ada = bearer(&token(Account::new("ada")));
+    assert_eq!(
+        counter
+            .add(2)
+            .metadata("Authorization", &ada)
+            .await
+            .unwrap(),
+        2
+    );
+    let other_issuer = Jwt::hs256(SECRET)
+        .issuer("elsewhere")
+        .issue(&Account::new("eve"), Duration::from_secs(600))
+        .unwrap();
+    let err = counter
+        .add(4)
+        .metadata("Authorization", bearer(&other_issuer))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, 401, "{err}");
+    assert_eq!(counter.get().await.unwrap(), 2, "refused calls never ran");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_alone_guard_a_service_with_a_public_key() {
+    use micro::auth::{Algorithm, DecodingKey, EncodingKey};
+    // ECDSA P-256: the issuer keeps the private key, services get only the public one.
+    let issuer_key = rcgen::KeyPair::generate().unwrap();
+    let public = KeyFile::new("public.pem", issuer_key.public_key_pem().as_bytes());
+    let path = public.0.display().to_string();
+    let (counter, service, _server) =
+        guarded_by_settings(&[("MICRO_AUTH", "jwt"), ("MICRO_AUTH_KEY", &path)]).await;
+
+    let issue = |key: &rcgen::KeyPair| {
+        let private = key.serialize_pem();
+        Jwt::with_keys(
+            Algorithm::ES256,
+            Some(EncodingKey::from_ec_pem(private.as_bytes()).unwrap()),
+            DecodingKey::from_ec_pem(key.public_key_pem().as_bytes()).unwrap(),
+        )
+        .issue(&Account::new("ada"), Duration::from_secs(600))
+        .unwrap()
+    };
+    assert_eq!(
+        counter.get().await.unwrap_err().code,
+        401,
+        "nothing is public"
+    );
+    let signed = bearer(&issue(&issuer_key));
+    assert_eq!(
+        counter
+            .add(3)
+            .metadata("Authorization", &signed)
+            .await
+            .unwrap(),
+        3
+    );
+    let stranger = bearer(&issue(&rcgen::KeyPair::generate().unwrap()));
+    let err = counter
+        .add(3)
+        .metadata("Authorization", &stranger)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, 401, "{err}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn auth_settings_that_cannot_work_stop_start_up_saying_why() {
+    let err = settings(&[("MICRO_AUTH", "jwt")]).unwrap_err();
+    assert!(err.to_string().contains("MICRO_AUTH_KEY"), "{err}");
+
+    let short = KeyFile::new("short", b"too short\n");
+    let not_a_key = KeyFile::new(
+        "cert.pem",
+        b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    for (file, why) in [
+        (short.0.display().to_string(), "at least 32 bytes"),
+        (not_a_key.0.display().to_string(), "public key"),
+        (
+            "/nonexistent/micro-key".to_owned(),
+            "/nonexistent/micro-key",
+        ),
+    ] {
+        let options = settings(&[("MICRO_AUTH", "jwt"), ("MICRO_AUTH_KEY", &file)]).unwrap();
+        let err = Runtime::in_memory()
+            .service("counter")
+            .options(options)
+            .handle(Counter::new())
+            .start()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 400, "{err}");
+        assert!(err.detail.contains(why), "{why}: {err}");
+    }
+}

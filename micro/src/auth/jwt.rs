@@ -186,3 +186,61 @@ impl Authenticate for Jwt {
         })
     }
 }
+
+/// The longest key file read: keys and secrets are a few KiB at most.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+impl Jwt {
+    /// The verifier a key file describes: a PEM public key (RSA: RS256, EC P-256: ES256,
+    /// Ed25519: EdDSA) verifies only; any other content is an HS256 shared secret (trailing
+    /// line breaks ignored), at least 32 bytes, which can also issue. This is what
+    /// `MICRO_AUTH_KEY` names.
+    ///
+    /// # Errors
+    /// The file cannot be read, is over 64 KiB, holds a PEM block that is not a public key of
+    /// those kinds, or a secret shorter than 32 bytes.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("micro-doc-secret-{}", std::process::id()));
+    /// std::fs::write(&path, "a secret of at least 32 bytes, please!\n").unwrap();
+    /// let jwt = micro::auth::Jwt::from_key_file(&path).unwrap();
+    /// assert!(format!("{jwt:?}").contains("HS256"));
+    /// std::fs::write(&path, "short").unwrap();
+    /// assert!(micro::auth::Jwt::from_key_file(&path).is_err());
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
+    pub fn from_key_file(path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
+        use std::io::Read;
+        let path = path.as_ref();
+        let failed = |why: &dyn fmt::Display| {
+            Error::bad_request(
+                "micro.auth",
+                format_args!("auth key {}: {why}", path.display()),
+            )
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
+            .map_err(|e| failed(&e))?;
+        if bytes.len() as u64 > MAX_KEY_FILE {
+            return Err(failed(&"larger than 64 KiB: not a key"));
+        }
+        if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+            let (algorithm, decoding) = if let Ok(key) = DecodingKey::from_rsa_pem(&bytes) {
+                (Algorithm::RS256, key)
+            } else if let Ok(key) = DecodingKey::from_ec_pem(&bytes) {
+                (Algorithm::ES256, key)
+            } else if let Ok(key) = DecodingKey::from_ed_pem(&bytes) {
+                (Algorithm::EdDSA, key)
+            } else {
+                return Err(failed(&"not an RSA, EC or Ed25519 public key in PEM"));
+            };
+            return Ok(Self::with_keys(algorithm, None, decoding));
+        }
+        let secret = bytes.trim_ascii_end();
+        if secret.len() < 32 {
+            return Err(failed(&"a shared secret must be at least 32 bytes"));
+        }
+        Ok(Self::hs256(secret))
+    }
+}

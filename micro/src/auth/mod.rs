@@ -155,6 +155,42 @@ pub trait Authenticate: Send + Sync + std::fmt::Debug + 'static {
     fn inspect(&self, token: &str) -> Result<Account, Error>;
 }
 
+/// The token check that settings ask for (`MICRO_AUTH=jwt` with `MICRO_AUTH_KEY`,
+/// `MICRO_AUTH_ISSUER` and `MICRO_AUTH_PUBLIC`), to run before every other layer of a
+/// service; `None` when they ask for none.
+///
+/// The rules: any valid token may call every endpoint, and the endpoints of
+/// `MICRO_AUTH_PUBLIC` (`Debug.Health`, `Greeter.*`) take callers without one. Finer rules
+/// are given in code, with an [`AuthLayer`] of their own.
+pub(crate) fn from_options(options: &crate::config::Options) -> Result<Option<AuthLayer>, Error> {
+    match options.auth.as_deref() {
+        None | Some("none") => Ok(None),
+        #[cfg(feature = "jwt")]
+        Some("jwt") => {
+            let Some(key) = &options.auth_key else {
+                return Err(Error::bad_request(
+                    "micro.auth",
+                    "MICRO_AUTH=jwt needs MICRO_AUTH_KEY",
+                ));
+            };
+            let mut jwt = Jwt::from_key_file(key)?;
+            if let Some(issuer) = &options.auth_issuer {
+                jwt = jwt.issuer(issuer);
+            }
+            let public = options.auth_public.iter().map(|endpoint| {
+                Rule::new(Resource::service("*", endpoint), "", Access::Granted).priority(1)
+            });
+            let rules =
+                Rules::new(public.chain([Rule::new(Resource::any(), "*", Access::Granted)]));
+            Ok(Some(AuthLayer::new(jwt, rules)))
+        }
+        Some(other) => Err(Error::bad_request(
+            "micro.auth",
+            format_args!("MICRO_AUTH={other} is not built in (features: jwt)"),
+        )),
+    }
+}
+
 /// The bearer token in `metadata`, if any (the key in any letter case).
 ///
 /// ```
