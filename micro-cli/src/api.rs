@@ -19,6 +19,12 @@
 //! JSON. A stream that cannot open answers like a call that failed. Closing the response
 //! cancels the stream, which stops its producer.
 //!
+//! `GET /stream/{service}/{endpoint}` upgraded to a WebSocket opens a stream of any kind (as
+//! the registry describes the endpoint): the client sends each request as a text message of
+//! JSON (a server stream takes one) and an empty text message when it has no more; the
+//! gateway sends `{"message":REPLY}` per reply, then `{"end":{}}` or `{"error":ERROR}` (micro's
+//! error JSON) and closes. Closing the socket cancels the stream. See [`crate::socket`].
+//!
 //! Each call, stream and event request is served in a span of its own (`POST /{service}/{endpoint}`
 //! and so on, exported over OTLP with the `otel` feature): a child of the request's W3C
 //! `traceparent` header when it carries a valid one, else the root of a new trace. The calls
@@ -48,17 +54,21 @@ use crate::http::{
     Guard, bearer_metadata, call_endpoint, error_response, guard, json_response, parse_json,
 };
 
-const ID: &str = "micro.api";
+pub(crate) const ID: &str = "micro.api";
 
 #[derive(Clone, Debug)]
-struct Gateway {
-    client: Client,
-    registry: Arc<dyn Registry>,
-    timeout: Option<Duration>,
+pub(crate) struct Gateway {
+    pub(crate) client: Client,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) timeout: Option<Duration>,
     /// `None`: every service.
     allow: Option<Arc<HashSet<String>>>,
     /// `None`: every topic.
     allow_topics: Option<Arc<HashSet<String>>>,
+    /// WebSocket sessions open at once: each holds a stream past its request.
+    pub(crate) sockets: Arc<tokio::sync::Semaphore>,
+    /// The largest WebSocket message, as the largest body.
+    pub(crate) body_limit: usize,
 }
 
 /// Serves the gateway until Ctrl-C or SIGTERM.
@@ -74,10 +84,15 @@ pub(crate) async fn run(env: Env, args: ApiArgs) -> Result<(), Failure> {
         allow_topics: (!args.allow.is_empty() || !args.allow_topics.is_empty())
             .then(|| Arc::new(args.allow_topics.into_iter().collect())),
         allow: (!args.allow.is_empty()).then(|| Arc::new(args.allow.into_iter().collect())),
+        sockets: Arc::new(tokio::sync::Semaphore::new(args.guard.max_concurrent)),
+        body_limit: args.body_limit,
     };
     let mut app = Router::new()
         .route("/event/{topic}", post(event))
-        .route("/stream/{service}/{endpoint}", post(stream))
+        .route(
+            "/stream/{service}/{endpoint}",
+            post(stream).get(crate::socket::open),
+        )
         .route("/{service}/{endpoint}", post(call))
         // A span for each request the routes above serve (probes of /health make none).
         .route_layer(middleware::from_fn(trace_request))
@@ -101,6 +116,16 @@ fn admit(
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(String, String, Bytes), Error> {
+    let (service, endpoint) = exposed(gw, path)?;
+    let body = body.map_err(|e| Error::new(ID, e.status().as_u16(), e.body_text()))?;
+    Ok((service, endpoint, body))
+}
+
+/// The service and endpoint of a request's path, when this gateway exposes the service.
+pub(crate) fn exposed(
+    gw: &Gateway,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, String), Error> {
     let Path((service, endpoint)) = path.map_err(|e| Error::bad_request(ID, e.body_text()))?;
     if let Some(allow) = &gw.allow {
         if !allow.contains(&service) {
@@ -110,8 +135,7 @@ fn admit(
             ));
         }
     }
-    let body = body.map_err(|e| Error::new(ID, e.status().as_u16(), e.body_text()))?;
-    Ok((service, endpoint, body))
+    Ok((service, endpoint))
 }
 
 async fn call(
@@ -239,7 +263,7 @@ async fn trace_request(matched: MatchedPath, mut request: Request, next: Next) -
 
 /// The request's W3C trace context, when it carries a valid one: the call (or event) it
 /// leads to joins the caller's trace. Anything else is dropped rather than passed on.
-fn trace_metadata(headers: &HeaderMap) -> micro::Metadata {
+pub(crate) fn trace_metadata(headers: &HeaderMap) -> micro::Metadata {
     let mut metadata = micro::Metadata::new();
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(parent) = header(TRACEPARENT).filter(|v| TraceParent::parse(v).is_some()) {

@@ -75,7 +75,13 @@ impl Guard {
         }
         let changes_state =
             [Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(request.method());
-        if changes_state {
+        // A WebSocket is opened with a GET, but what it carries changes state: a page of
+        // another origin may not open one (cross-site WebSocket hijacking).
+        let websocket = headers
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        if changes_state || websocket {
             if let Some(origin) = headers.get(header::ORIGIN) {
                 let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
                 if !self.origin_allowed(&origin, host.as_deref()) {
@@ -87,7 +93,7 @@ impl Guard {
                     ));
                 }
             }
-            if !json_body(headers) {
+            if changes_state && !json_body(headers) {
                 return Err(Error::new(
                     self.id,
                     415,

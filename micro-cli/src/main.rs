@@ -30,6 +30,7 @@ mod mcp;
 mod new;
 mod output;
 mod probe;
+mod socket;
 mod stream;
 mod web;
 

@@ -12,8 +12,12 @@ use crate::output::print;
 use crate::{Failure, http};
 
 /// How the endpoint streams: as `--kind` says, else as the registry lists it.
-pub(crate) async fn kind_of(env: &Env, service: &str, endpoint: &str) -> StreamKind {
-    let Ok(versions) = env.registry.get_service(service).await else {
+pub(crate) async fn kind_of(
+    registry: &dyn micro::registry::Registry,
+    service: &str,
+    endpoint: &str,
+) -> StreamKind {
+    let Ok(versions) = registry.get_service(service).await else {
         return StreamKind::Unary;
     };
     versions
@@ -94,7 +98,7 @@ async fn print_all(mut replies: Streaming<Value>) -> Result<(), Failure> {
 pub(crate) async fn run(env: &Env, args: StreamArgs) -> Result<(), Failure> {
     let kind = match args.kind {
         Some(kind) => StreamKind::parse(&kind),
-        None => kind_of(env, &args.service, &args.endpoint).await,
+        None => kind_of(&*env.registry, &args.service, &args.endpoint).await,
     };
     let client = &env.client;
     let service: std::sync::Arc<str> = args.service.as_str().into();

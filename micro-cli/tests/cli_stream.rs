@@ -130,3 +130,136 @@ fn the_gateway_serves_a_server_stream_as_server_sent_events() {
     let missing = post(&url, "/stream/feed/Feed.Nope", "1");
     assert_eq!(missing.status, 404, "{missing:?}");
 }
+
+mod websocket {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    use super::support::PATIENCE;
+    use super::{World, feed};
+
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn open(url: &str, path: &str) -> Socket {
+        let ws = format!("{}{path}", url.replacen("http://", "ws://", 1));
+        let (socket, response) = tokio_tungstenite::connect_async(ws).await.expect("upgrade");
+        assert_eq!(response.status(), 101);
+        socket
+    }
+
+    async fn send(socket: &mut Socket, text: &str) {
+        socket.send(Message::text(text)).await.expect("send");
+    }
+
+    /// The next text message, parsed; `None` once the gateway closed.
+    async fn next(socket: &mut Socket) -> Option<serde_json::Value> {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, socket.next())
+                .await
+                .expect("a message in time")?
+                .expect("a message");
+            match message {
+                Message::Text(text) => return Some(serde_json::from_str(&text).expect("JSON")),
+                Message::Close(frame) => {
+                    assert_eq!(frame.map(|f| u16::from(f.code)), Some(1000));
+                    return None;
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Runs `test` with the URL of a gateway in front of the feed service (processes started
+    /// outside the runtime: their helpers block).
+    fn with_gateway<F: std::future::Future<Output = ()>>(test: impl FnOnce(String) -> F) {
+        let world = World::new();
+        let _feed = feed(&world);
+        let (_api, url) = world.serve(&["api", "--address", "127.0.0.1:0"]);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(test(url));
+    }
+
+    #[test]
+    fn the_gateway_carries_every_stream_kind_over_a_websocket() {
+        with_gateway(|url| async move { carries_every_kind(url).await });
+    }
+
+    async fn carries_every_kind(url: String) {
+        let message = |v: serde_json::Value| Some(serde_json::json!({ "message": v }));
+        let end = Some(serde_json::json!({"end": {}}));
+
+        // Both ways at once: each reply arrives before the next request is sent.
+        let mut upper = open(&url, "/stream/feed/Feed.Upper").await;
+        for word in ["ship", "sail"] {
+            send(&mut upper, &format!("\"{word}\"")).await;
+            assert_eq!(next(&mut upper).await, message(word.to_uppercase().into()));
+        }
+        send(&mut upper, "").await;
+        assert_eq!(next(&mut upper).await, end);
+        assert_eq!(next(&mut upper).await, None);
+
+        // Requests in, one reply.
+        let mut sum = open(&url, "/stream/feed/Feed.Sum").await;
+        for n in ["1", "2", "39"] {
+            send(&mut sum, n).await;
+        }
+        send(&mut sum, "").await;
+        assert_eq!(next(&mut sum).await, message(42.into()));
+        assert_eq!(next(&mut sum).await, end);
+
+        // One request, replies out; a failure mid-stream ends it with micro's error.
+        let mut count = open(&url, "/stream/feed/Feed.Count").await;
+        send(&mut count, "3").await;
+        for n in 0..3 {
+            assert_eq!(next(&mut count).await, message(n.into()));
+        }
+        assert_eq!(next(&mut count).await, end);
+        let mut failing = open(&url, "/stream/feed/Feed.FailAt").await;
+        send(&mut failing, "1").await;
+        assert_eq!(next(&mut failing).await, message(0.into()));
+        let error = next(&mut failing).await.unwrap();
+        assert_eq!(error["error"]["code"], 409, "{error}");
+        assert_eq!(next(&mut failing).await, None);
+
+        // A request that is not JSON fails the stream with 400, and the gateway goes on.
+        let mut bad = open(&url, "/stream/feed/Feed.Upper").await;
+        send(&mut bad, "{not json").await;
+        let error = next(&mut bad).await.unwrap();
+        assert_eq!(error["error"]["code"], 400, "{error}");
+        let mut again = open(&url, "/stream/feed/Feed.Upper").await;
+        send(&mut again, "\"ok\"").await;
+        assert_eq!(next(&mut again).await, message("OK".into()));
+    }
+
+    #[test]
+    fn a_websocket_is_refused_for_unary_names_and_foreign_origins() {
+        with_gateway(|url| async move { refused_for_unary_names_and_origins(url).await });
+    }
+
+    async fn refused_for_unary_names_and_origins(url: String) {
+        let ws = |path: &str| format!("{}{path}", url.replacen("http://", "ws://", 1));
+        let refused = |result: Result<_, tokio_tungstenite::tungstenite::Error>| match result {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status(),
+            Err(other) => panic!("not an HTTP refusal: {other}"),
+            Ok(_) => panic!("upgraded"),
+        };
+
+        let status = refused(tokio_tungstenite::connect_async(ws("/stream/feed/Feed.Nope")).await);
+        assert_eq!(status, 400);
+
+        // A page of another origin may not open one (cross-site WebSocket hijacking).
+        let mut request = ws("/stream/feed/Feed.Upper").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("origin", "http://evil.example".parse().unwrap());
+        let status = refused(tokio_tungstenite::connect_async(request).await);
+        assert_eq!(status, 403);
+    }
+}
