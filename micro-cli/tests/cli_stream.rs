@@ -172,12 +172,17 @@ mod websocket {
         }
     }
 
-    /// Runs `test` with the URL of a gateway in front of the feed service (processes started
-    /// outside the runtime: their helpers block).
-    fn with_gateway<F: std::future::Future<Output = ()>>(test: impl FnOnce(String) -> F) {
+    /// Runs `test` with the URL of a gateway (started with `flags`) in front of the feed
+    /// service (processes started outside the runtime: their helpers block).
+    fn with_gateway<F: std::future::Future<Output = ()>>(
+        flags: &[&str],
+        test: impl FnOnce(String) -> F,
+    ) {
         let world = World::new();
         let _feed = feed(&world);
-        let (_api, url) = world.serve(&["api", "--address", "127.0.0.1:0"]);
+        let mut args = vec!["api", "--address", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let (_api, url) = world.serve(&args);
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -188,7 +193,7 @@ mod websocket {
 
     #[test]
     fn the_gateway_carries_every_stream_kind_over_a_websocket() {
-        with_gateway(|url| async move { carries_every_kind(url).await });
+        with_gateway(&[], |url| async move { carries_every_kind(url).await });
     }
 
     async fn carries_every_kind(url: String) {
@@ -240,7 +245,9 @@ mod websocket {
 
     #[test]
     fn a_websocket_is_refused_for_unary_names_and_foreign_origins() {
-        with_gateway(|url| async move { refused_for_unary_names_and_origins(url).await });
+        with_gateway(&[], |url| async move {
+            refused_for_unary_names_and_origins(url).await
+        });
     }
 
     async fn refused_for_unary_names_and_origins(url: String) {
@@ -261,5 +268,41 @@ mod websocket {
             .insert("origin", "http://evil.example".parse().unwrap());
         let status = refused(tokio_tungstenite::connect_async(request).await);
         assert_eq!(status, 403);
+    }
+
+    #[test]
+    fn closing_a_websocket_ends_its_stream_and_frees_its_place() {
+        with_gateway(&["--max_concurrent", "1"], |url| async move {
+            // A stream that would run for ages, holding the only place.
+            let mut endless = open(&url, "/stream/feed/Feed.Count").await;
+            send(&mut endless, "1000000000000").await;
+            let first = next(&mut endless).await.unwrap();
+            assert_eq!(first["message"], 0);
+            let ws = format!(
+                "{}/stream/feed/Feed.Upper",
+                url.replacen("http://", "ws://", 1)
+            );
+            match tokio_tungstenite::connect_async(&ws).await {
+                Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                    assert_eq!(response.status(), 503);
+                }
+                other => panic!("a second stream while the first runs: {other:?}"),
+            }
+
+            endless.close(None).await.unwrap();
+            drop(endless);
+            // Once the gateway has seen the close, the stream is cancelled and its place free.
+            let start = std::time::Instant::now();
+            let mut second = loop {
+                match tokio_tungstenite::connect_async(&ws).await {
+                    Ok((socket, _)) => break socket,
+                    Err(e) => assert!(start.elapsed() < PATIENCE, "never freed: {e}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            };
+            send(&mut second, "\"free\"").await;
+            let reply = next(&mut second).await.unwrap();
+            assert_eq!(reply["message"], "FREE");
+        });
     }
 }
