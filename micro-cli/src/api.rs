@@ -38,7 +38,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -53,39 +53,54 @@ use crate::env::Env;
 use crate::http::{
     Guard, bearer_metadata, call_endpoint, error_response, guard, json_response, parse_json,
 };
+use crate::socket::Streams;
 
-pub(crate) const ID: &str = "micro.api";
+const ID: &str = "micro.api";
 
 #[derive(Clone, Debug)]
-pub(crate) struct Gateway {
-    pub(crate) client: Client,
-    pub(crate) registry: Arc<dyn Registry>,
-    pub(crate) timeout: Option<Duration>,
+struct Gateway {
+    client: Client,
+    registry: Arc<dyn Registry>,
+    timeout: Option<Duration>,
     /// `None`: every service.
     allow: Option<Arc<HashSet<String>>>,
     /// `None`: every topic.
     allow_topics: Option<Arc<HashSet<String>>>,
-    /// WebSocket sessions open at once: each holds a stream past its request.
-    pub(crate) sockets: Arc<tokio::sync::Semaphore>,
-    /// The largest WebSocket message, as the largest body.
-    pub(crate) body_limit: usize,
+    /// The WebSocket streams' share of all this.
+    streams: Arc<Streams>,
+}
+
+impl FromRef<Gateway> for Arc<Streams> {
+    fn from_ref(gw: &Gateway) -> Self {
+        gw.streams.clone()
+    }
 }
 
 /// Serves the gateway until Ctrl-C or SIGTERM.
 pub(crate) async fn run(env: Env, args: ApiArgs) -> Result<(), Failure> {
     let cors = Cors::new(&args.cors)?;
     let guarded = Guard::new(ID, &args.guard, &args.cors);
+    let allow: Option<Arc<HashSet<String>>> =
+        (!args.allow.is_empty()).then(|| Arc::new(args.allow.into_iter().collect()));
+    let streams = Arc::new(Streams {
+        id: ID,
+        client: env.client.clone(),
+        registry: env.registry.clone(),
+        timeout: args.timeout,
+        allow: allow.clone(),
+        sessions: Arc::new(tokio::sync::Semaphore::new(args.guard.max_concurrent)),
+        message_limit: args.body_limit,
+    });
     let gateway = Gateway {
         client: env.client,
         registry: env.registry,
         timeout: args.timeout,
         // A gateway limited to some services publishes only on topics it was given: limiting
         // calls must not leave publishing open.
-        allow_topics: (!args.allow.is_empty() || !args.allow_topics.is_empty())
+        allow_topics: (allow.is_some() || !args.allow_topics.is_empty())
             .then(|| Arc::new(args.allow_topics.into_iter().collect())),
-        allow: (!args.allow.is_empty()).then(|| Arc::new(args.allow.into_iter().collect())),
-        sockets: Arc::new(tokio::sync::Semaphore::new(args.guard.max_concurrent)),
-        body_limit: args.body_limit,
+        allow,
+        streams,
     };
     let mut app = Router::new()
         .route("/event/{topic}", post(event))
@@ -122,7 +137,7 @@ fn admit(
 }
 
 /// The service and endpoint of a request's path, when this gateway exposes the service.
-pub(crate) fn exposed(
+fn exposed(
     gw: &Gateway,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<(String, String), Error> {

@@ -14,6 +14,10 @@
 //! `--max_concurrent` (past it, 503 before the upgrade).
 
 use axum::extract::rejection::PathRejection;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -21,34 +25,60 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use micro::codec::ContentType;
-use micro::{Error, StreamKind, Streaming};
+use micro::registry::Registry;
+use micro::{Client, Error, StreamKind, Streaming};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{Gateway, ID, exposed, trace_metadata};
+use crate::api::trace_metadata;
 use crate::http::{bearer_metadata, error_response, parse_json};
 use crate::stream::kind_of;
 
 /// Requests read ahead of the service's credit.
 const READ_AHEAD: usize = 16;
 
+/// What a server that opens WebSocket streams (the gateway, the dashboard) gives them.
+#[derive(Debug)]
+pub(crate) struct Streams {
+    /// Names the server in its own errors (`micro.api`, `micro.web`).
+    pub(crate) id: &'static str,
+    pub(crate) client: Client,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) timeout: Option<Duration>,
+    /// The services streams may reach; `None`: every one.
+    pub(crate) allow: Option<Arc<HashSet<String>>>,
+    /// Sessions open at once: each holds a stream past its request.
+    pub(crate) sessions: Arc<tokio::sync::Semaphore>,
+    /// The largest message, as the largest body.
+    pub(crate) message_limit: usize,
+}
+
 /// Upgrades the request to a WebSocket carrying the stream, or answers why not (as a call
 /// that failed would).
 pub(crate) async fn open(
-    State(gw): State<Gateway>,
+    State(streams): State<Arc<Streams>>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let (service, endpoint) = match exposed(&gw, path) {
-        Ok(exposed) => exposed,
-        Err(e) => return error_response(&e),
+    let id = streams.id;
+    let (service, endpoint) = match path {
+        Ok(Path(path)) => path,
+        Err(e) => return error_response(&Error::bad_request(id, e.body_text())),
     };
+    if let Some(allow) = &streams.allow {
+        if !allow.contains(&service) {
+            return error_response(&Error::forbidden(
+                id,
+                format_args!("service {service} is not exposed by this gateway"),
+            ));
+        }
+    }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(e) => {
             return error_response(&Error::bad_request(
-                ID,
+                id,
                 format_args!(
                     "{}: open a WebSocket here, or POST for Server-Sent Events",
                     e.body_text()
@@ -56,30 +86,30 @@ pub(crate) async fn open(
             ));
         }
     };
-    let kind = kind_of(&*gw.registry, &service, &endpoint).await;
+    let kind = kind_of(&*streams.registry, &service, &endpoint).await;
     if kind == StreamKind::Unary {
         return error_response(&Error::bad_request(
-            ID,
+            id,
             format_args!(
                 "{service} {endpoint} is not a streaming endpoint in the registry: call it with POST /{service}/{endpoint}"
             ),
         ));
     }
-    let Ok(permit) = gw.sockets.clone().try_acquire_owned() else {
+    let Ok(permit) = streams.sessions.clone().try_acquire_owned() else {
         return error_response(&Error::new(
-            ID,
+            id,
             503,
             "too many WebSocket streams at once: over --max_concurrent",
         ));
     };
     let mut metadata = bearer_metadata(&headers);
     metadata.extend(trace_metadata(&headers));
-    let limit = gw.body_limit;
+    let limit = streams.message_limit;
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
-            session(&gw, socket, service, endpoint, kind, metadata).await;
+            session(&streams, socket, service, endpoint, kind, metadata).await;
             drop(permit);
         })
 }
@@ -93,13 +123,14 @@ enum Stop {
 }
 
 async fn session(
-    gw: &Gateway,
+    streams: &Streams,
     socket: WebSocket,
     service: String,
     endpoint: String,
     kind: StreamKind,
     metadata: micro::Metadata,
 ) {
+    let id = streams.id;
     let (mut out, mut incoming) = socket.split();
     let gone = CancellationToken::new();
     let (tx, mut requests) = Streaming::<Value>::channel(READ_AHEAD);
@@ -113,7 +144,7 @@ async fn session(
                     Ok(Message::Binary(_)) => {
                         if let Some(tx) = tx.take() {
                             let error =
-                                Error::bad_request(ID, "send requests as text messages of JSON");
+                                Error::bad_request(id, "send requests as text messages of JSON");
                             let _ = tx.fail(error).await;
                         }
                         continue;
@@ -131,7 +162,7 @@ async fn session(
                     Ok(request) => sender.send(request).await.is_ok(),
                     Err(e) => {
                         let error = Error::bad_request(
-                            ID,
+                            id,
                             format_args!("a request message is not valid JSON: {e}"),
                         );
                         let _ = sender.fail(error).await;
@@ -147,14 +178,14 @@ async fn session(
     };
 
     let service: std::sync::Arc<str> = service.into();
-    let client = &gw.client;
+    let client = &streams.client;
     macro_rules! options {
         ($call:expr) => {{
             let mut call = $call.content_type(ContentType::Json);
             for (key, value) in metadata {
                 call = call.metadata(key, value);
             }
-            if let Some(timeout) = gw.timeout {
+            if let Some(timeout) = streams.timeout {
                 call = call.timeout(timeout);
             }
             call

@@ -3,22 +3,11 @@
 
 mod support;
 
-use std::process::Stdio;
-
-use support::{Proc, World, example, post, run_with_input};
+use support::{Proc, World, post, run_with_input};
 
 /// Starts the feed example service and waits until it has registered.
 fn feed(world: &World) -> Proc {
-    let before = world.nodes("feed");
-    let mut cmd = world.command(example("feed"));
-    cmd.env("MICRO_SERVER_DRAIN", "0s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let proc = Proc {
-        child: cmd.spawn().expect("start the feed service"),
-    };
-    world.wait_for_nodes("feed", before + 1);
-    proc
+    world.feed()
 }
 
 #[test]

@@ -236,3 +236,56 @@ fn the_dashboard_json_routes_answer_and_unknown_pages_are_404() {
     assert_eq!(css.status, 200);
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
 }
+
+#[test]
+fn the_call_form_opens_streams_of_every_kind_and_stops_them() {
+    let world = World::new();
+    let _feed = world.feed();
+    let (_web, url) = world.serve(&["web", "--address", "127.0.0.1:0"]);
+    let mut browser = Browser::launch(1280, 900);
+    browser.navigate(&format!("{url}/service/feed"));
+    browser.wait_until("the call form", "document.getElementById('call-form')");
+    let status = "document.getElementById('reply-status').textContent";
+    let body = "document.getElementById('reply-body').textContent";
+
+    // Both ways: the requests are a JSON array, one message each; replies as they come.
+    browser.click("[data-try='Feed.Upper']");
+    assert_eq!(browser.text("#call-button"), "Open stream");
+    assert!(browser.text("#request-type").contains("bidi stream"));
+    browser.type_into("#request", r#"["ship", "sail"]"#);
+    browser.click("#call-button");
+    browser.wait_until("the stream's end", &format!("{status} === 'ended'"));
+    assert_eq!(browser.eval(body), "\"SHIP\"\n\"SAIL\"");
+
+    // Requests in, one reply out.
+    browser.click("[data-try='Feed.Sum']");
+    browser.type_into("#request", "[40, 2]");
+    browser.click("#call-button");
+    browser.wait_until("the sum", &format!("{status} === 'ended'"));
+    assert_eq!(browser.eval(body), "42");
+
+    // Not an array: stopped in the page.
+    browser.type_into("#request", "7");
+    browser.click("#call-button");
+    browser.wait_until(
+        "the form's own error",
+        "!document.getElementById('request-errors').hidden",
+    );
+
+    // A failure mid-stream shows the replies so far and the service's error.
+    browser.click("[data-try='Feed.FailAt']");
+    browser.type_into("#request", "2");
+    browser.click("#call-button");
+    browser.wait_until("the error", &format!("{status} === '409 Conflict'"));
+    assert!(browser.eval(body).as_str().unwrap().starts_with("0\n1\n"));
+
+    // A stream that would not end: the button stops it.
+    browser.click("[data-try='Feed.Count']");
+    browser.type_into("#request", "1000000000000");
+    browser.click("#call-button");
+    browser.wait_until("replies streaming", &format!("{body}.length > 100"));
+    assert_eq!(browser.text("#call-button"), "Stop");
+    browser.click("#call-button");
+    browser.wait_until("the stream stopped", &format!("{status} === 'stopped'"));
+    assert_eq!(browser.text("#call-button"), "Open stream");
+}

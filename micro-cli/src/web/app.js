@@ -227,6 +227,10 @@ function setupCallForm() {
   let current = select.value;
   let schema = {};
   let fields = [];
+  // The endpoint's stream kind ("", "server", "client", "bidi"); an open stream's socket.
+  let stream = "";
+  let socket = null;
+  const many = () => stream === "client" || stream === "bidi";
 
   function showErrors(list) {
     errors.replaceChildren(...list.map((e) => Object.assign(document.createElement("li"), { textContent: e })));
@@ -255,6 +259,7 @@ function setupCallForm() {
 
   // JSON -> fields, when it parses.
   function toFields() {
+    if (many()) return;
     let value;
     try { value = request.value.trim() === "" ? null : JSON.parse(request.value); } catch (_) { return; }
     if (fields.length === 1 && fields[0].name === "") writeField(fields[0], value);
@@ -266,14 +271,23 @@ function setupCallForm() {
     const option = select.selectedOptions[0];
     const rq = option ? option.dataset.request : "";
     try { schema = option ? JSON.parse(option.dataset.schema || "{}") : {}; } catch (_) { schema = {}; }
-    type.textContent = rq ? `${rq} → ${option.dataset.response}` : "";
+    stream = option ? option.dataset.stream || "" : "";
+    type.textContent = rq ? `${rq} → ${option.dataset.response}${stream ? ` (${stream} stream)` : ""}` : "";
     doc.textContent = option ? option.dataset.doc || "" : "";
-    request.placeholder = schema.type === "null" ? "no request: leave empty" : `JSON for ${rq}`;
-    fields = buildFields(fieldBox, schema, fromFields);
+    button.textContent = stream ? "Open stream" : "Call";
+    if (many()) {
+      // A stream of requests: a JSON array, one message per element.
+      request.placeholder = `a JSON array of ${rq}: one message each`;
+      fieldBox.replaceChildren();
+      fields = [];
+    } else {
+      request.placeholder = schema.type === "null" ? "no request: leave empty" : `JSON for ${rq}`;
+      fields = buildFields(fieldBox, schema, fromFields);
+    }
     if (edited.has(select.value)) {
       request.value = edited.get(select.value);
     } else {
-      const start = sample(schema);
+      const start = many() ? [sample(schema)] : sample(schema);
       request.value = start === null ? "" : JSON.stringify(start, null, 2);
     }
     toFields();
@@ -302,9 +316,66 @@ function setupCallForm() {
     }
   });
 
+  // Opens the endpoint's stream over a WebSocket; replies appear as they arrive, and the
+  // button stops the stream.
+  function openStream(value) {
+    const url = new URL(path("api", "stream", service, select.value), location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const started = performance.now();
+    const lines = [];
+    let ended = false;
+    const show = (label, ok) => {
+      status.textContent = label;
+      status.className = "status " + (ok ? "ok" : "bad");
+      const ms = performance.now() - started;
+      time.textContent = `${select.value} · ${lines.length} repl${lines.length === 1 ? "y" : "ies"} · ${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`;
+      body.textContent = lines.join("\n");
+    };
+    const done = () => {
+      socket = null;
+      button.textContent = "Open stream";
+    };
+    socket = new WebSocket(url);
+    button.textContent = "Stop";
+    reply.hidden = false;
+    show("streaming…", true);
+    socket.onopen = () => {
+      if (many()) {
+        for (const item of value) socket.send(JSON.stringify(item));
+        socket.send("");
+      } else {
+        socket.send(JSON.stringify(value));
+      }
+    };
+    socket.onmessage = (m) => {
+      let event;
+      try { event = JSON.parse(m.data); } catch (_) { return; }
+      if ("message" in event) {
+        lines.push(JSON.stringify(event.message));
+        show("streaming…", true);
+      } else if ("end" in event) {
+        ended = true;
+        show("ended", true);
+      } else if (event.error) {
+        ended = true;
+        show(`${event.error.code} ${event.error.status || "error"}`, false);
+        lines.push(JSON.stringify(event.error, null, 2));
+        body.textContent = lines.join("\n");
+      }
+    };
+    socket.onclose = () => {
+      if (!ended) show("stopped", false);
+      done();
+    };
+  }
+
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     if (!select.value) return;
+    if (socket) {
+      socket.close();
+      return;
+    }
     let value;
     try {
       value = request.value.trim() === "" ? null : JSON.parse(request.value);
@@ -312,12 +383,23 @@ function setupCallForm() {
       showErrors([`the request is not valid JSON: ${err.message}`]);
       return;
     }
-    const problems = validate(schema, value, "", []);
+    let problems;
+    if (many()) {
+      problems = Array.isArray(value)
+        ? value.flatMap((item, i) => validate(schema, item, `request[${i}]`, []))
+        : ["a stream of requests is a JSON array, one element per message"];
+    } else {
+      problems = validate(schema, value, "", []);
+    }
     if (problems.length) {
       showErrors(problems);
       return;
     }
     showErrors([]);
+    if (stream) {
+      openStream(value);
+      return;
+    }
     button.disabled = true;
     button.textContent = "Calling…";
     const started = performance.now();

@@ -8,6 +8,7 @@
 //! | `GET /` | every service, with live counters; topics with subscribers |
 //! | `GET /service/{name}` | versions, nodes, endpoints, the call form, live stats |
 //! | `POST /api/call/{service}/{endpoint}` | the gateway's call, for the form |
+//! | `GET /api/stream/{service}/{endpoint}` | a WebSocket stream, as the gateway's (see [`crate::socket`]), for the form |
 //! | `GET /api/stats/{service}` | `Debug.Stats` of every node, as `micro stats --output json` |
 //! | `GET /api/metrics/{service}` | per endpoint, calls, errors and latency buckets summed from the Prometheus metrics of every node that serves them (`MICRO_METRICS_ADDRESS`), for the charts |
 //! | `GET /health` | 200 while the registry answers |
@@ -26,7 +27,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +39,7 @@ use crate::cli::WebArgs;
 use crate::env::Env;
 use crate::http::{Guard, bearer_metadata, call_endpoint, error_response, guard, json_response};
 use crate::probe::each_node;
+use crate::socket::Streams;
 
 const ID: &str = "micro.web";
 
@@ -46,19 +48,38 @@ struct Dashboard {
     client: Client,
     registry: Arc<dyn Registry>,
     timeout: Option<Duration>,
+    /// The form's streams, over WebSockets.
+    streams: Arc<Streams>,
+}
+
+impl FromRef<Dashboard> for Arc<Streams> {
+    fn from_ref(d: &Dashboard) -> Self {
+        d.streams.clone()
+    }
 }
 
 /// Serves the dashboard until Ctrl-C or SIGTERM.
 pub(crate) async fn run(env: Env, args: WebArgs) -> Result<(), Failure> {
+    let streams = Arc::new(Streams {
+        id: ID,
+        client: env.client.clone(),
+        registry: env.registry.clone(),
+        timeout: args.timeout,
+        allow: None,
+        sessions: Arc::new(tokio::sync::Semaphore::new(args.guard.max_concurrent)),
+        message_limit: args.body_limit,
+    });
     let dashboard = Dashboard {
         client: env.client,
         registry: env.registry,
         timeout: args.timeout,
+        streams,
     };
     let app = Router::new()
         .route("/", get(index))
         .route("/service/{name}", get(service))
         .route("/api/call/{service}/{endpoint}", post(call))
+        .route("/api/stream/{service}/{endpoint}", get(crate::socket::open))
         .route("/api/stats/{service}", get(stats))
         .route("/api/metrics/{service}", get(endpoint_metrics))
         .route("/health", get(health))

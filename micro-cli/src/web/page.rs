@@ -182,7 +182,8 @@ pub(super) fn service(registry: &str, name: &str, versions: &[Service]) -> Strin
                 );
                 let _ = write!(
                     options,
-                    r#"<option value="{n}" data-request="{rq}" data-response="{rs}" data-schema="{schema}" data-doc="{doc}">{n}</option>"#,
+                    r#"<option value="{n}" data-request="{rq}" data-response="{rs}" data-schema="{schema}" data-doc="{doc}" data-stream="{stream}">{n}</option>"#,
+                    stream = escape(e.metadata.get("stream").map_or("", String::as_str)),
                     n = escape(&e.name),
                     rq = escape(request),
                     rs = escape(response),

@@ -157,6 +157,21 @@ impl World {
         proc
     }
 
+    /// Starts the feed example service (streams of every kind) and waits until it has
+    /// registered.
+    pub(crate) fn feed(&self) -> Proc {
+        let before = self.nodes("feed");
+        let mut cmd = self.command(example("feed"));
+        cmd.env("MICRO_SERVER_DRAIN", "0s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let proc = Proc {
+            child: cmd.spawn().expect("start the feed service"),
+        };
+        self.wait_for_nodes("feed", before + 1);
+        proc
+    }
+
     /// Starts the shippy vessel and consignment services (`examples/shippy.rs vessel` and
     /// `server`) and waits until both have registered.
     pub(crate) fn shippy(&self) -> (Proc, Proc) {
