@@ -37,6 +37,7 @@
 //! | `MICRO_TRANSPORT` | `--transport` | `tcp` (default), `memory` |
 //! | `MICRO_BROKER` | `--broker` | `embedded` (default), `memory`; with feature `nats`: `nats`, `jetstream` |
 //! | `MICRO_BROKER_ADDRESS` | `--broker_address` | its address; for `embedded`, where its inbox listens |
+//! | `MICRO_BROKER_ADVERTISE` | `--broker_advertise` | for `embedded`, the inbox address to register instead of the bound one (behind NAT, port mapping) |
 //! | `MICRO_TLS_CERT` | `--tls_cert` | this node's certificate chain, a PEM file (feature `tls`; with `MICRO_TRANSPORT=tls`, services serve it) |
 //! | `MICRO_TLS_KEY` | `--tls_key` | the certificate's private key, a PEM file |
 //! | `MICRO_TLS_CA` | `--tls_ca` | the CA certificates that sign peers' certificates, a PEM file: clients dial nodes registered with `transport=tls` with it |
@@ -125,6 +126,8 @@ pub struct Options {
     pub broker: Option<String>,
     /// `MICRO_BROKER_ADDRESS`, `--broker_address`.
     pub broker_address: Option<String>,
+    /// `MICRO_BROKER_ADVERTISE`, `--broker_advertise`.
+    pub broker_advertise: Option<String>,
     /// `MICRO_TLS_CERT`, `--tls_cert`.
     pub tls_cert: Option<String>,
     /// `MICRO_TLS_KEY`, `--tls_key`.
@@ -368,6 +371,11 @@ const SPECS: &[Spec] = &[
         help: "broker address",
     },
     Spec {
+        name: "broker_advertise",
+        kind: Kind::Address,
+        help: "embedded broker's inbox address to register, when it differs from the bound one",
+    },
+    Spec {
         name: "tls_cert",
         kind: Kind::Text,
         help: "TLS certificate chain (PEM file)",
@@ -584,7 +592,7 @@ impl Options {
                         )),
                         other => err(&other.to_string()),
                     })?;
-                    if spec.name == "server_advertise" && addr.is_wildcard() {
+                    if spec.name.ends_with("_advertise") && addr.is_wildcard() {
                         return Err(err(
                             "an address other hosts can dial, such as 10.0.0.7:8080",
                         ));
@@ -593,6 +601,7 @@ impl Options {
                 match spec.name {
                     "server_address" => self.server_address = Some(v),
                     "metrics_address" => self.metrics_address = Some(v),
+                    "broker_advertise" => self.broker_advertise = Some(v),
                     _ => self.server_advertise = Some(v),
                 }
             }
@@ -926,6 +935,11 @@ mod tests {
                 Box::new(|o| o.broker_address.as_deref() == Some("127.0.0.1:4222")),
             ),
             (
+                "broker_advertise",
+                "203.0.113.7:4000",
+                Box::new(|o| o.broker_advertise.as_deref() == Some("203.0.113.7:4000")),
+            ),
+            (
                 "tls_cert",
                 "/etc/micro/cert.pem",
                 Box::new(|o| o.tls_cert.as_deref() == Some("/etc/micro/cert.pem")),
@@ -1022,6 +1036,7 @@ mod tests {
             ("transport", "carrier-pigeon"),
             ("broker", "kafka"),
             ("broker_address", ""),
+            ("broker_advertise", ":4000"),
             ("tls_cert", " "),
             ("tls_key", ""),
             ("tls_ca", " "),

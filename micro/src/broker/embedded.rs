@@ -55,6 +55,7 @@ pub struct EmbeddedBroker {
     registry: Arc<dyn Registry>,
     address: String,
     interface: Option<String>,
+    advertise: Option<String>,
     subs: Arc<DashMap<String, Arc<dyn EventHandler>>>,
     inbox: OnceCell<RunningService>,
     client: Client,
@@ -86,6 +87,7 @@ impl EmbeddedBroker {
         Self {
             address: "127.0.0.1:0".to_owned(),
             interface: None,
+            advertise: None,
             client: runtime.client_builder().fast_path(false).build(),
             subscribers: Arc::new(crate::discovery::Cache::new(registry.clone())),
             registry,
@@ -122,6 +124,21 @@ impl EmbeddedBroker {
         self
     }
 
+    /// Registers this inbox address instead of the bound one, for publishers that reach it
+    /// through NAT or a port mapping (as `MICRO_BROKER_ADVERTISE`).
+    ///
+    /// ```
+    /// let broker = micro::broker::EmbeddedBroker::new(std::sync::Arc::new(micro::registry::MemoryRegistry::new()))
+    ///     .address(":4000")
+    ///     .advertise("203.0.113.7:4000");
+    /// # drop(broker);
+    /// ```
+    #[must_use]
+    pub fn advertise(mut self, address: impl Into<String>) -> Self {
+        self.advertise = Some(address.into());
+        self
+    }
+
     async fn inbox(&self) -> Result<&RunningService, BrokerError> {
         self.inbox
             .get_or_try_init(|| async {
@@ -129,10 +146,14 @@ impl EmbeddedBroker {
                     server_interface: self.interface.clone(),
                     ..Options::default()
                 };
-                Service::new("micro.broker")
+                let mut inbox = Service::new("micro.broker")
                     .runtime(self.client.runtime().clone())
                     .options(options)
-                    .address(self.address.clone())
+                    .address(self.address.clone());
+                if let Some(address) = &self.advertise {
+                    inbox = inbox.advertise(address.clone());
+                }
+                inbox
                     .drain(Duration::ZERO)
                     .unregistered()
                     .handle_workers(Inbox(self.subs.clone()), INBOX_WORKERS)
@@ -437,5 +458,27 @@ mod tests {
             inbox_address(&opts(Some(":50051"), Some("10.0.0.5:7000"))),
             "10.0.0.5:7000"
         );
+    }
+
+    #[tokio::test]
+    async fn a_subscription_registers_the_advertised_inbox_address() {
+        use crate::registry::MemoryRegistry;
+        let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
+        let opts = Options {
+            broker_advertise: Some("203.0.113.7:4000".into()),
+            ..Options::default()
+        };
+        let broker = super::super::from_options_with(&opts, registry.clone());
+        let handler = super::super::handler(|_| async { Ok(()) });
+        let subscription = broker
+            .subscribe("audits", SubscribeOptions::default(), handler)
+            .await
+            .unwrap();
+        let records = registry
+            .get_service(&format!("{TOPIC_PREFIX}audits"))
+            .await
+            .unwrap();
+        assert_eq!(records[0].nodes[0].address, "203.0.113.7:4000");
+        subscription.unsubscribe().await;
     }
 }

@@ -387,11 +387,14 @@ pub(crate) fn from_options_with(
             Arc::new(NatsBroker::new(address).jetstream(kind == "jetstream"))
         }
         _ => {
-            let broker = EmbeddedBroker::new(registry).address(embedded::inbox_address(opts));
-            Arc::new(match &opts.server_interface {
-                Some(name) => broker.interface(name.clone()),
-                None => broker,
-            })
+            let mut broker = EmbeddedBroker::new(registry).address(embedded::inbox_address(opts));
+            if let Some(name) = &opts.server_interface {
+                broker = broker.interface(name.clone());
+            }
+            if let Some(address) = &opts.broker_advertise {
+                broker = broker.advertise(address.clone());
+            }
+            Arc::new(broker)
         }
     }
 }
