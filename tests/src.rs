@@ -176,17 +176,25 @@ impl NatsServer {
     /// # Panics
     /// When `nats-server` is not installed (`apt-get install nats-server`) or never starts.
     pub fn start() -> NatsServer {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("micro-nats-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = NatsServer {
-            child: None,
-            dir,
-            port,
-            url: format!("nats://127.0.0.1:{port}"),
-        };
-        server.restart();
-        server
+        // As for etcd: a port found free may be taken before the server binds it.
+        let mut why = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let dir =
+                std::env::temp_dir().join(format!("micro-nats-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut server = NatsServer {
+                child: None,
+                dir,
+                port,
+                url: format!("nats://127.0.0.1:{port}"),
+            };
+            match server.launch() {
+                Ok(()) => return server,
+                Err(e) => why = e,
+            }
+        }
+        panic!("nats-server never started: {why}");
     }
 
     /// Stops the server as a crash would (SIGKILL), keeping its JetStream store.
@@ -198,9 +206,23 @@ impl NatsServer {
     }
 
     /// Starts the server again on the same port and store.
+    ///
+    /// # Panics
+    /// When it does not start, with the end of its log.
     pub fn restart(&mut self) {
+        if let Err(e) = self.launch() {
+            panic!("nats-server did not restart: {e}");
+        }
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.dir.with_extension("log")
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
         self.stop();
-        let child = std::process::Command::new("nats-server")
+        let log = std::fs::File::create(self.log()).expect("nats-server log file");
+        let mut child = std::process::Command::new("nats-server")
             .args([
                 "-a",
                 "127.0.0.1",
@@ -211,11 +233,12 @@ impl NatsServer {
             ])
             .arg(&self.dir)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("nats-server is not installed: apt-get install -y nats-server");
+        await_listening(&mut child, self.port, &self.log())?;
         self.child = Some(child);
-        wait_for_port(self.port);
+        Ok(())
     }
 }
 
@@ -223,6 +246,57 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(self.log());
+    }
+}
+
+/// Waits (bounded) until `child`, a server, accepts connections on 127.0.0.1:`port`; if it
+/// exits first, or never listens, why (with the end of its `log`), and it is gone.
+fn await_listening(
+    child: &mut std::process::Child,
+    port: u16,
+    log: &std::path::Path,
+) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            return Err(format!("exited ({status}): {tail:?}"));
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("nothing listens on port {port}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves nothing
+/// running (a leftover child would also hold the test's output pipe open).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// Kills the process now (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -233,18 +307,6 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Waits (bounded) until something accepts connections on 127.0.0.1:`port`.
-pub fn wait_for_port(port: u16) {
-    let start = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing listens on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// An `etcd` on free loopback ports with its own data directory; [`stop`](Self::stop) and
@@ -264,18 +326,26 @@ impl EtcdServer {
     /// # Panics
     /// When `etcd` is not installed (`apt-get install etcd-server`) or never starts.
     pub fn start() -> EtcdServer {
-        let (client_port, peer_port) = (free_port(), free_port());
-        let dir =
-            std::env::temp_dir().join(format!("micro-etcd-{}-{client_port}", std::process::id()));
-        let mut server = EtcdServer {
-            child: None,
-            dir,
-            client_port,
-            peer_port,
-            endpoint: format!("127.0.0.1:{client_port}"),
-        };
-        server.restart();
-        server
+        // A port found free can be taken by another process before etcd binds it (tests run
+        // in parallel, each picking ports): etcd then exits at once, and new ports are tried.
+        let mut why = String::new();
+        for _ in 0..5 {
+            let (client_port, peer_port) = (free_port(), free_port());
+            let dir = std::env::temp_dir()
+                .join(format!("micro-etcd-{}-{client_port}", std::process::id()));
+            let mut server = EtcdServer {
+                child: None,
+                dir,
+                client_port,
+                peer_port,
+                endpoint: format!("127.0.0.1:{client_port}"),
+            };
+            match server.launch() {
+                Ok(()) => return server,
+                Err(e) => why = e,
+            }
+        }
+        panic!("etcd never started: {why}");
     }
 
     /// Stops the server (as a crash would: SIGKILL), keeping its data.
@@ -287,11 +357,26 @@ impl EtcdServer {
     }
 
     /// Starts the server again on the same ports and data.
+    ///
+    /// # Panics
+    /// When it does not start, with the end of its log.
     pub fn restart(&mut self) {
+        if let Err(e) = self.launch() {
+            panic!("etcd did not restart: {e}");
+        }
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.dir.with_extension("log")
+    }
+
+    /// Starts etcd and waits (bounded) until it accepts connections; if it exits first, why.
+    fn launch(&mut self) -> Result<(), String> {
         self.stop();
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = std::process::Command::new("etcd")
+        let log = std::fs::File::create(self.log()).expect("etcd log file");
+        let mut child = std::process::Command::new("etcd")
             .arg("--name=micro-test")
             .arg(format!("--data-dir={}", self.dir.display()))
             .arg(format!("--listen-client-urls={client}"))
@@ -300,11 +385,12 @@ impl EtcdServer {
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=micro-test={peer}"))
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("etcd is not installed: apt-get install -y etcd-server");
+        await_listening(&mut child, self.client_port, &self.log())?;
         self.child = Some(child);
-        wait_for_port(self.client_port);
+        Ok(())
     }
 }
 
@@ -312,6 +398,7 @@ impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(self.log());
     }
 }
 

@@ -122,7 +122,7 @@ async fn etcdctl_shows_go_micro_json() {
     assert!(json["metadata"].is_object());
 }
 
-fn node_process(etcd: &EtcdServer, name: &str, ttl: &str) -> std::process::Child {
+fn node_process(etcd: &EtcdServer, name: &str, ttl: &str) -> tests::KillOnDrop {
     let mut cmd = tests::command_without_micro_env(env!("CARGO_BIN_EXE_test-node"));
     cmd.args(["serve", name]);
     cmd.env("MICRO_REGISTRY", "etcd")
@@ -132,6 +132,7 @@ fn node_process(etcd: &EtcdServer, name: &str, ttl: &str) -> std::process::Child
         .env("RUST_LOG", "micro=warn")
         .stdout(Stdio::null())
         .spawn()
+        .map(tests::KillOnDrop)
         .unwrap()
 }
 
@@ -155,9 +156,8 @@ async fn the_lease_expires_after_kill_9() {
     until_registered(&registry, "leased").await;
     assert_eq!(tests::next_event(&mut watcher).await.action, Action::Create);
 
-    child.kill().unwrap();
+    child.kill();
     let killed = Instant::now();
-    let _ = child.wait();
     loop {
         let event = tests::next_event(&mut watcher).await;
         if event.action == Action::Delete {
@@ -213,6 +213,5 @@ async fn a_registry_restart_is_survived_and_calls_use_the_cache_meanwhile() {
         (Action::Create, "late")
     );
     assert_eq!(call().await.unwrap(), pid);
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
 }

@@ -88,6 +88,7 @@ async fn an_entry_expires_after_kill_9_and_survives_a_server_restart() {
         .env("RUST_LOG", "micro=warn")
         .stdout(Stdio::null())
         .spawn()
+        .map(tests::KillOnDrop)
         .unwrap();
     assert_eq!(tests::next_event(&mut watcher).await.action, Action::Create);
 
@@ -103,9 +104,8 @@ async fn an_entry_expires_after_kill_9_and_survives_a_server_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    child.kill().unwrap();
+    child.kill();
     let killed = Instant::now();
-    let _ = child.wait();
     let mut watcher = fresh.watch(Some("leased")).await.unwrap();
     loop {
         if tests::next_event(&mut watcher).await.action == Action::Delete {
