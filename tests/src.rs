@@ -176,9 +176,7 @@ impl NatsServer {
     /// # Panics
     /// When `nats-server` is not installed (`apt-get install nats-server`) or never starts.
     pub fn start() -> NatsServer {
-        // As for etcd: a port found free may be taken before the server binds it.
-        let mut why = String::new();
-        for _ in 0..5 {
+        on_fresh_ports("nats-server", || {
             let port = free_port();
             let dir =
                 std::env::temp_dir().join(format!("micro-nats-{}-{port}", std::process::id()));
@@ -189,12 +187,8 @@ impl NatsServer {
                 port,
                 url: format!("nats://127.0.0.1:{port}"),
             };
-            match server.launch() {
-                Ok(()) => return server,
-                Err(e) => why = e,
-            }
-        }
-        panic!("nats-server never started: {why}");
+            server.launch().map(|()| server)
+        })
     }
 
     /// Stops the server as a crash would (SIGKILL), keeping its JetStream store.
@@ -248,6 +242,23 @@ impl Drop for NatsServer {
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_file(self.log());
     }
+}
+
+/// A server started by `attempt`, which picks free ports each time: a port found free can be
+/// taken by another process before the server binds it (tests run in parallel, each picking
+/// ports), and the server then exits at once, so a few attempts are made.
+///
+/// # Panics
+/// When every attempt failed, with the last reason.
+fn on_fresh_ports<T>(what: &str, mut attempt: impl FnMut() -> Result<T, String>) -> T {
+    let mut why = String::new();
+    for _ in 0..5 {
+        match attempt() {
+            Ok(server) => return server,
+            Err(e) => why = e,
+        }
+    }
+    panic!("{what} never started: {why}");
 }
 
 /// Waits (bounded) until `child`, a server, accepts connections on 127.0.0.1:`port`; if it
@@ -326,10 +337,7 @@ impl EtcdServer {
     /// # Panics
     /// When `etcd` is not installed (`apt-get install etcd-server`) or never starts.
     pub fn start() -> EtcdServer {
-        // A port found free can be taken by another process before etcd binds it (tests run
-        // in parallel, each picking ports): etcd then exits at once, and new ports are tried.
-        let mut why = String::new();
-        for _ in 0..5 {
+        on_fresh_ports("etcd", || {
             let (client_port, peer_port) = (free_port(), free_port());
             let dir = std::env::temp_dir()
                 .join(format!("micro-etcd-{}-{client_port}", std::process::id()));
@@ -340,12 +348,8 @@ impl EtcdServer {
                 peer_port,
                 endpoint: format!("127.0.0.1:{client_port}"),
             };
-            match server.launch() {
-                Ok(()) => return server,
-                Err(e) => why = e,
-            }
-        }
-        panic!("etcd never started: {why}");
+            server.launch().map(|()| server)
+        })
     }
 
     /// Stops the server (as a crash would: SIGKILL), keeping its data.

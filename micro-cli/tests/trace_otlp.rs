@@ -46,22 +46,10 @@ fn shippy(world: &World, receiver: &Receiver, what: &str, name: &str) -> Proc {
 
 /// `micro api` on a free loopback port, and its URL.
 fn gateway(world: &World, receiver: &Receiver) -> (Proc, String) {
-    use std::io::BufRead;
-    let mut cmd = exporting(world.micro(&["api", "--address", "127.0.0.1:0"]), receiver);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = cmd.spawn().expect("start micro api");
-    let stdout = child.stdout.take().expect("stdout");
-    let proc = Proc { child };
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let url = line
-        .trim()
-        .rsplit_once(" listening on ")
-        .map(|(_, url)| url.to_owned())
-        .unwrap_or_else(|| panic!("no listening line, got {line:?}"));
-    (proc, url)
+    support::serve(exporting(
+        world.micro(&["api", "--address", "127.0.0.1:0"]),
+        receiver,
+    ))
 }
 
 /// SIGTERM, and the exit: a process exports the spans it still holds before it ends.
@@ -112,6 +100,27 @@ impl<'a> Trace<'a> {
         );
         assert_eq!(span.kind, kind as i32, "{span:#?}");
         span
+    }
+
+    /// Asserts the spans of a consignment created through the gateway span `root`: its call,
+    /// the consignment service serving it, the call to the vessel service and its serving,
+    /// the event published and its delivery, and nothing else.
+    #[track_caller]
+    fn created(&self, root: &Exported) {
+        let name = "shippy.service.consignment/Shipping.CreateConsignment";
+        let call = self.child(root, "micro.api", name, SpanKind::Client);
+        let serve = self.child(call, SHIPPY, name, SpanKind::Server);
+        let name = "shippy.service.vessel/Vessels.FindAvailable";
+        let find = self.child(serve, SHIPPY, name, SpanKind::Client);
+        self.child(find, VESSELS, name, SpanKind::Server);
+        let publish = self.child(
+            serve,
+            SHIPPY,
+            "consignment.created publish",
+            SpanKind::Producer,
+        );
+        self.delivered(publish, SHIPPY);
+        assert_eq!(self.spans.len(), 10, "{:#?}", self.spans);
     }
 
     /// Asserts how the embedded broker delivered the event `publish` (by `publisher`) to the
@@ -214,55 +223,12 @@ fn a_gateway_request_its_calls_and_its_event_are_one_exported_trace() {
         "a request without traceparent starts a trace"
     );
     assert_eq!(root.attributes["http.response.status_code"], "200");
-    let call = trace.child(
-        root,
-        "micro.api",
-        "shippy.service.consignment/Shipping.CreateConsignment",
-        SpanKind::Client,
-    );
-    let serve = trace.child(
-        call,
-        SHIPPY,
-        "shippy.service.consignment/Shipping.CreateConsignment",
-        SpanKind::Server,
-    );
-    let find = trace.child(
-        serve,
-        SHIPPY,
-        "shippy.service.vessel/Vessels.FindAvailable",
-        SpanKind::Client,
-    );
-    trace.child(
-        find,
-        VESSELS,
-        "shippy.service.vessel/Vessels.FindAvailable",
-        SpanKind::Server,
-    );
-    let publish = trace.child(
-        serve,
-        SHIPPY,
-        "consignment.created publish",
-        SpanKind::Producer,
-    );
-    trace.delivered(publish, SHIPPY);
-    assert_eq!(trace.spans.len(), 10, "{:#?}", trace.spans);
+    trace.created(root);
 
     // The caller's trace goes on through the gateway, whose span is its caller's child.
     let (trace, root) = Trace::of(&spans, |s| s.trace_id == CALLER_TRACE);
     assert_eq!(root.parent_id, CALLER_SPAN, "{root:#?}");
-    let call = trace.child(
-        root,
-        "micro.api",
-        "shippy.service.consignment/Shipping.CreateConsignment",
-        SpanKind::Client,
-    );
-    trace.child(
-        call,
-        SHIPPY,
-        "shippy.service.consignment/Shipping.CreateConsignment",
-        SpanKind::Server,
-    );
-    assert_eq!(trace.spans.len(), 10, "{:#?}", trace.spans);
+    trace.created(root);
 
     // gateway → publish → counter.
     let (trace, root) = Trace::of(&spans, |s| {

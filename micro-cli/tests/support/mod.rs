@@ -230,22 +230,26 @@ impl World {
 
     /// Starts `micro ARGS…` as a server (`api`, `web`) and returns it with the URL it printed.
     pub(crate) fn serve(&self, args: &[&str]) -> (Proc, String) {
-        let mut cmd = self.micro(args);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("start micro");
-        let stdout = child.stdout.take().expect("stdout");
-        let proc = Proc { child };
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let url = line
-            .trim()
-            .rsplit_once(" listening on ")
-            .map(|(_, url)| url.to_owned())
-            .unwrap_or_else(|| panic!("no listening line, got {line:?}"));
-        (proc, url)
+        serve(self.micro(args))
     }
+}
+
+/// Starts `cmd`, a `micro` server (`api`, `web`), and returns it with the URL it printed.
+pub(crate) fn serve(mut cmd: Command) -> (Proc, String) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("start micro");
+    let stdout = child.stdout.take().expect("stdout");
+    let proc = Proc { child };
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let url = line
+        .trim()
+        .rsplit_once(" listening on ")
+        .map(|(_, url)| url.to_owned())
+        .unwrap_or_else(|| panic!("no listening line, got {line:?}"));
+    (proc, url)
 }
 
 impl Drop for World {
