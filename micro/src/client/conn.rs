@@ -114,7 +114,7 @@ impl Conn {
             return Err(Failure::NotRun(self.lost()));
         }
         // Counted from here until the call's future ends, by reply or by being dropped.
-        let _slot = self.tx.for_call();
+        let _slot = self.tx.count_call();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (waiter, reply) = oneshot::channel();
         {
@@ -127,11 +127,15 @@ impl Conn {
             }
             calls.waiting.insert(id, waiter);
         }
-        let _forget = Forget {
+        let mut forget = Forget {
             shared: &self.shared,
             id,
+            armed: true,
         };
-        match reply.await {
+        let reply = reply.await;
+        // Whoever answered (or failed) the call took its waiter out of the table already.
+        forget.armed = false;
+        match reply {
             Ok(Ok(frame)) => Ok(frame),
             Ok(Err(error)) => Err(Failure::Final(error)),
             Err(_) => Err(Failure::Final(self.lost())),
@@ -250,15 +254,18 @@ impl Drop for Abandon<'_> {
     }
 }
 
-/// Removes a call's waiter when its future ends, by reply or by being dropped.
+/// Removes a call's waiter when its future is dropped before the answer.
 struct Forget<'a> {
     shared: &'a Shared,
     id: u64,
+    armed: bool,
 }
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.shared.calls().waiting.remove(&self.id);
+        if self.armed {
+            self.shared.calls().waiting.remove(&self.id);
+        }
     }
 }
 
