@@ -137,13 +137,11 @@ fn transport_of(node: &Node) -> Option<&str> {
 
 impl Shared {
     async fn attempt(&self, req: Request) -> Result<Payload, Failure> {
-        if let Some(address) = &req.options.node {
-            let node = Node {
-                address: address.clone(),
-                ..Node::default()
-            };
+        // The options are shared with the request, which `remote` consumes.
+        let options = req.options.node.is_some().then(|| req.options.clone());
+        if let Some(address) = options.as_ref().and_then(|o| o.node.as_deref()) {
             let transport = self.runtime.transport_for_address(address);
-            return self.remote(&node, &*transport, req).await;
+            return self.remote(address, &*transport, req).await;
         }
         let node = self
             .pick(&req)
@@ -160,7 +158,7 @@ impl Shared {
             Some(router) => local(&router, req).await,
             None => {
                 let transport = self.runtime.transport_named(transport_of(&node));
-                self.remote(&node, &*transport, req).await
+                self.remote(&node.address, &*transport, req).await
             }
         };
         guard.settle(outcome.as_ref().err().map(|f| (&f.error, f.fault)));
@@ -213,12 +211,12 @@ impl Shared {
     /// One attempt over the network.
     async fn remote(
         &self,
-        node: &Node,
+        address: &str,
         transport: &dyn Transport,
         req: Request,
     ) -> Result<Payload, Failure> {
         if req.options.stream != 0 {
-            return self.remote_stream(node, transport, req).await;
+            return self.remote_stream(address, transport, req).await;
         }
         let content_type = req.options.content_type.unwrap_or(self.content_type);
         let body = req.payload.to_bytes(content_type).map_err(|e| {
@@ -245,7 +243,7 @@ impl Shared {
         }
         let conn = self
             .pool
-            .get(transport, &node.address)
+            .get(transport, address)
             .await
             .map_err(|e| Failure::new(e, Fault::Refused))?;
         let timeout_ms = req.deadline.map_or(0, |d| {
@@ -293,7 +291,7 @@ impl Shared {
     /// One attempt to open a stream over the network.
     async fn remote_stream(
         &self,
-        node: &Node,
+        address: &str,
         transport: &dyn Transport,
         req: Request,
     ) -> Result<Payload, Failure> {
@@ -301,7 +299,7 @@ impl Shared {
         let flags = req.options.stream;
         let conn = self
             .pool
-            .get(transport, &node.address)
+            .get(transport, address)
             .await
             .map_err(|e| Failure::new(e, Fault::Refused))?;
         let bad = |e: crate::codec::CodecError| {
