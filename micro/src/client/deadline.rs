@@ -1,64 +1,39 @@
-//! The outermost layer: a call ends with a timeout error when its deadline passes.
+//! The deadline: a call ends with a timeout error when its deadline passes.
 
-use std::task::{Context, Poll};
-
-use tower::{Service, ServiceExt};
+use std::future::Future;
 
 use crate::middleware::Request;
-use crate::{BoxFuture, Error, Payload};
+use crate::{Error, Payload};
 
-/// Ends each call at its request's deadline, dropping (so cancelling) whatever runs below.
-#[derive(Clone, Debug)]
-pub(super) struct Deadline<S> {
-    inner: S,
-}
-
-impl<S> Deadline<S> {
-    pub(super) fn new(inner: S) -> Self {
-        Self { inner }
-    }
-}
-
-impl<S> Service<Request> for Deadline<S>
+/// Runs `call` on `req` until the request's deadline, then drops it (so cancels whatever
+/// runs below) and answers with a timeout error. `call` includes waiting for the layers
+/// below to be ready, which is part of the call and so bounded by its deadline too.
+///
+/// A step of the client's own path rather than a layer: its future is part of the call's,
+/// not a box of its own.
+pub(super) async fn within<F>(req: Request, call: impl FnOnce(Request) -> F) -> Result<Payload, Error>
 where
-    S: Service<Request, Response = Payload, Error = Error> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    F: Future<Output = Result<Payload, Error>>,
 {
-    type Response = Payload;
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<Payload, Error>>;
-
-    /// Always ready: waiting for the layers below to be ready is part of the call, and
-    /// so bounded by its deadline.
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let inner = self.inner.clone();
-        let Some(deadline) = req.deadline else {
-            return Box::pin(inner.oneshot(req));
-        };
-        let (service, endpoint, timeout) = (
-            req.service.clone(),
-            req.endpoint.clone(),
-            req.options.timeout,
-        );
-        let call = inner.oneshot(req);
-        Box::pin(async move {
-            match tokio::time::timeout_at(deadline, call).await {
-                Ok(result) => result,
-                Err(_) => Err(match timeout {
-                    Some(timeout) => Error::timeout(
-                        "micro.client",
-                        format_args!("call to {service} {endpoint} timed out after {timeout:?}"),
-                    ),
-                    None => Error::timeout(
-                        "micro.client",
-                        format_args!("call to {service} {endpoint} passed its deadline"),
-                    ),
-                }),
-            }
-        })
+    let Some(deadline) = req.deadline else {
+        return call(req).await;
+    };
+    let (service, endpoint, timeout) = (
+        req.service.clone(),
+        req.endpoint.clone(),
+        req.options.timeout,
+    );
+    match tokio::time::timeout_at(deadline, call(req)).await {
+        Ok(result) => result,
+        Err(_) => Err(match timeout {
+            Some(timeout) => Error::timeout(
+                "micro.client",
+                format_args!("call to {service} {endpoint} timed out after {timeout:?}"),
+            ),
+            None => Error::timeout(
+                "micro.client",
+                format_args!("call to {service} {endpoint} passed its deadline"),
+            ),
+        }),
     }
 }
