@@ -126,8 +126,7 @@ impl tower::Service<Request> for Balance {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move { shared.attempt(req).await })
+        Box::pin(Shared::attempt(self.shared.clone(), req))
     }
 }
 
@@ -136,7 +135,7 @@ fn transport_of(node: &Node) -> Option<&str> {
 }
 
 impl Shared {
-    async fn attempt(&self, req: Request) -> Result<Payload, Failure> {
+    async fn attempt(self: Arc<Self>, req: Request) -> Result<Payload, Failure> {
         // The options are shared with the request, which `remote` consumes.
         let options = req.options.node.is_some().then(|| req.options.clone());
         if let Some(address) = options.as_ref().and_then(|o| o.node.as_deref()) {
@@ -148,7 +147,7 @@ impl Shared {
             .await
             .map_err(|e| Failure::new(e, Fault::Answered))?;
         let mut guard = Attempt {
-            shared: self,
+            shared: &self,
             node: &node,
             service: req.service.clone(),
             deadline: req.deadline,
@@ -216,7 +215,9 @@ impl Shared {
         req: Request,
     ) -> Result<Payload, Failure> {
         if req.options.stream != 0 {
-            return self.remote_stream(address, transport, req).await;
+            // Boxed: its future is as large as the rest of the attempt, which every call would
+            // otherwise carry and copy.
+            return Box::pin(self.remote_stream(address, transport, req)).await;
         }
         let content_type = req.options.content_type.unwrap_or(self.content_type);
         let body = req.payload.to_bytes(content_type).map_err(|e| {

@@ -87,8 +87,7 @@ impl Budget {
                 // that it no longer counts.
                 return;
             };
-            match slot.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
+            match slot.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(seen) => current = seen,
             }

@@ -82,9 +82,12 @@ pub use stream::StreamCall;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryFutureExt;
+use futures_util::future::Either;
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tracing::Instrument;
@@ -375,10 +378,7 @@ impl ClientBuilder {
             Stack::Plain(retrying)
         } else {
             let retrying = retrying.map_err(|failure: balance::Failure| failure.error);
-            Stack::Layered(crate::middleware::apply(
-                &layers,
-                BoxService::new(retrying),
-            ))
+            Stack::Layered(crate::middleware::apply(&layers, BoxService::new(retrying)))
         };
         Client {
             inner: Arc::new(Inner {
@@ -420,14 +420,15 @@ enum Stack {
 }
 
 impl Stack {
-    async fn call(&self, request: Request) -> Result<Payload, Error> {
+    fn call(&self, request: Request) -> impl Future<Output = Result<Payload, Error>> + 'static {
         match self {
-            Stack::Plain(retrying) => retrying
-                .clone()
-                .oneshot(request)
-                .await
-                .map_err(|failure| failure.error),
-            Stack::Layered(stack) => stack.clone().oneshot(request).await,
+            Stack::Plain(retrying) => Either::Left(
+                retrying
+                    .clone()
+                    .oneshot(request)
+                    .map_err(|failure: balance::Failure| failure.error),
+            ),
+            Stack::Layered(stack) => Either::Right(stack.clone().oneshot(request)),
         }
     }
 }
@@ -584,23 +585,26 @@ impl Client {
         .content_type(ContentType::Json)
     }
 
-    /// Runs a call through the stack, under its deadline.
-    pub(crate) async fn invoke(
+    /// Runs a call through the stack, under its deadline. Call it from the task that awaits
+    /// it: the call being served there gives it its parent deadline and trace.
+    ///
+    /// Not an `async fn`: one would keep its arguments beside the request made of them.
+    pub(crate) fn invoke(
         &self,
         service: Arc<str>,
         endpoint: Cow<'static, str>,
         payload: Payload,
         mut opts: CallOptions,
-    ) -> Result<Payload, Error> {
+    ) -> impl Future<Output = Result<Payload, Error>> + '_ {
         let inner = &*self.inner;
         let timeout = opts.timeout.unwrap_or(inner.timeout);
         let started = Instant::now();
-        let mut deadline = started.checked_add(timeout).ok_or_else(|| {
-            Error::bad_request(
+        let Some(mut deadline) = started.checked_add(timeout) else {
+            return Either::Left(std::future::ready(Err(Error::bad_request(
                 "micro.client",
                 format_args!("timeout {timeout:?} is too long: it ends past what a clock can hold"),
-            )
-        })?;
+            ))));
+        };
         let current = Context::current();
         if let Some(d) = current.as_ref().and_then(Context::deadline) {
             deadline = deadline.min(d);
@@ -620,10 +624,13 @@ impl Client {
         request.options = Arc::new(opts);
         // trace → deadline → stack, as one future: the call's own.
         let observe = inner.runtime.observe();
-        trace::traced(observe, current.as_ref(), started, request, |request| {
-            deadline::within(request, |request| inner.stack.call(request))
-        })
-        .await
+        let traced = trace::Traced::start(observe, current.as_ref(), &mut request);
+        let deadline = deadline::Deadline::of(&request);
+        Either::Right(traced.run(
+            observe,
+            started,
+            deadline::within(deadline, inner.stack.call(request)),
+        ))
     }
 }
 
