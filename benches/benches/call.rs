@@ -1,6 +1,9 @@
 //! One echo call with a 16-byte body through the generated client: in process (the fast
 //! path into the actor's mailbox), and over TCP, both found through the registry and
-//! addressed to the node directly (no registry lookup).
+//! addressed to the node directly (no registry lookup). Then the client's own path in two
+//! more shapes: with a layer added (`ClientBuilder::layer`, which type-erases the stack
+//! below it), and 64 callers sharing one client and connection, where what calls share
+//! (the retry budget, the connection's tables) is contended; the time is per call.
 //!
 //! ```text
 //! cargo bench -p benches --bench call
@@ -63,9 +66,55 @@ fn call(c: &mut Criterion) {
         });
     });
 
+    let layered = EchoClient::new(
+        service
+            .runtime()
+            .client_builder()
+            .layer(tower::layer::util::Identity::new())
+            .build(),
+    );
+    group.bench_function("in_process_16B_layered", |b| {
+        on_worker(b, &rt, {
+            let (layered, body) = (layered.clone(), body.clone());
+            move || {
+                let call = layered.echo(body.clone());
+                async move { black_box(call.await.expect("echo")) }
+            }
+        });
+    });
+
+    group.bench_function("tcp_node_16B_64_callers", |b| {
+        let (tcp, body, node) = (tcp.clone(), body.clone(), node.clone());
+        b.to_async(&rt).iter_custom(move |iters| {
+            let (tcp, body, node) = (tcp.clone(), body.clone(), node.clone());
+            async move {
+                let started = Instant::now();
+                let callers: Vec<_> = (0..CALLERS)
+                    .map(|i| {
+                        let (tcp, body, node) = (tcp.clone(), body.clone(), node.clone());
+                        // Caller i makes its share of `iters`, so the total is `iters`.
+                        let calls = iters / CALLERS + u64::from(i < iters % CALLERS);
+                        tokio::spawn(async move {
+                            for _ in 0..calls {
+                                black_box(tcp.echo(body.clone()).node(&*node).await.expect("echo"));
+                            }
+                        })
+                    })
+                    .collect();
+                for caller in callers {
+                    caller.await.expect("caller task");
+                }
+                started.elapsed()
+            }
+        });
+    });
+
     group.finish();
     rt.block_on(service.stop());
 }
+
+/// Callers in the concurrent case.
+const CALLERS: u64 = 64;
 
 /// Times `iters` sequential calls from a task on a runtime worker, where a handler's own
 /// calls run. Awaiting from `block_on` instead would put the caller on the main thread and

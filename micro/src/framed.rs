@@ -2,7 +2,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -33,11 +33,20 @@ struct QueueState {
     closed: AtomicBool,
     /// Woken whenever bytes leave, a call ends, or the writer stops.
     changed: Notify,
+    /// Tasks in [`wait_until`] past its first check: waking takes `changed`'s lock, which
+    /// every call and every write would otherwise contend for with nobody waiting.
+    waiting: AtomicUsize,
 }
 
 impl QueueState {
+    /// Called after a change (bytes left, a call ended, the writer stopped).
     fn wake(&self) {
-        self.changed.notify_waiters();
+        // Pairs with the fence in `wait_until`: either the waiter's check sees the change,
+        // or this load sees the waiter.
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.changed.notify_waiters();
+        }
     }
 }
 
@@ -81,6 +90,17 @@ impl Drop for CallSlot {
     }
 }
 
+/// One call in flight, counted for as long as it is held; see [`WriteQueue::count_call`].
+#[derive(Debug)]
+pub(crate) struct CallCount<'a>(&'a QueueState);
+
+impl Drop for CallCount<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.wake();
+    }
+}
+
 impl WriteQueue {
     /// A queue and the task that writes it to `io`. A write that makes no progress for
     /// `stall` closes the connection (a peer that never reads cannot hold us).
@@ -92,6 +112,7 @@ impl WriteQueue {
             in_flight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             changed: Notify::new(),
+            waiting: AtomicUsize::new(0),
         });
         tokio::spawn(write_loop(io, rx, state.clone(), stall));
         Self {
@@ -124,6 +145,14 @@ impl WriteQueue {
             state: self.state.clone(),
             _call: Some(Arc::new(CallSlot(self.state.clone()))),
         }
+    }
+
+    /// Counts a call in flight until the returned guard is dropped: what
+    /// [`for_call`](Self::for_call) does without a handle to answer with, so without
+    /// allocating (a client's call is answered on its own channel).
+    pub(crate) fn count_call(&self) -> CallCount<'_> {
+        self.state.in_flight.fetch_add(1, Ordering::AcqRel);
+        CallCount(&self.state)
     }
 
     /// A handle that does not keep the connection open.
@@ -196,6 +225,15 @@ fn has_space(s: &QueueState, max_in_flight: usize) -> bool {
 }
 
 async fn wait_until(state: &QueueState, ready: impl Fn(&QueueState) -> bool) -> bool {
+    // Usually there is room: answer without touching `changed`, whose lock every
+    // registration takes.
+    if state.closed.load(Ordering::Acquire) {
+        return false;
+    }
+    if ready(state) {
+        return true;
+    }
+    let _waiting = Waiting::register(state);
     loop {
         let changed = state.changed.notified();
         tokio::pin!(changed);
@@ -208,6 +246,26 @@ async fn wait_until(state: &QueueState, ready: impl Fn(&QueueState) -> bool) -> 
             return true;
         }
         changed.await;
+    }
+}
+
+/// A task counted in [`QueueState::waiting`] while it waits, including when its wait is
+/// dropped.
+struct Waiting<'a>(&'a QueueState);
+
+impl<'a> Waiting<'a> {
+    fn register(state: &'a QueueState) -> Self {
+        state.waiting.fetch_add(1, Ordering::Relaxed);
+        // Pairs with the fence in `wake`: a change made before a waker's fence is seen by
+        // the checks after this one, or that waker sees this task counted and notifies.
+        fence(Ordering::SeqCst);
+        Self(state)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -90,7 +90,7 @@ impl Request {
             metadata,
             deadline,
             payload,
-            caller: Arc::from(""),
+            caller: NO_CALLER.with(Arc::clone),
             options: Arc::default(),
             tried: Vec::new(),
             turned_away: None,
@@ -112,6 +112,12 @@ impl Request {
             turned_away: self.turned_away.clone(),
         }
     }
+}
+
+thread_local! {
+    /// The empty caller of a request made on the client side; shared rather than allocated
+    /// for every call.
+    static NO_CALLER: Arc<str> = Arc::from("");
 }
 
 impl fmt::Debug for Request {

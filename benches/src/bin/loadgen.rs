@@ -511,10 +511,19 @@ impl Side {
     }
 
     fn cpu_us_per_call(&self) -> f64 {
+        self.per_call(self.cpu.total())
+    }
+
+    /// This process's share: the client's cost alone.
+    fn client_cpu_us_per_call(&self) -> f64 {
+        self.per_call(self.cpu.client)
+    }
+
+    fn per_call(&self, cpu: Duration) -> f64 {
         if self.tally.calls == 0 {
             return 0.0;
         }
-        self.cpu.total().as_secs_f64() * 1e6 / self.tally.calls as f64
+        cpu.as_secs_f64() * 1e6 / self.tally.calls as f64
     }
 }
 
@@ -865,7 +874,7 @@ fn print_tables(rows: &[Row], plan: &Plan) {
         WARMUP.as_secs_f64()
     );
     println!(
-        "latency rows: 1 connection, 1 call in flight, {} calls after {} of warm-up; times in µs; CPU is client + server per call",
+        "latency rows: 1 connection, 1 call in flight, {} calls after {} of warm-up; times in µs; CPU is client + server per call (\"cpu cli\": the part spent in micro's client process)",
         plan.latency_calls, plan.latency_warmup
     );
     println!(
@@ -873,7 +882,7 @@ fn print_tables(rows: &[Row], plan: &Plan) {
     );
     println!();
     println!(
-        "{:>7}  {:<4} {:>5} {:>9} | {:>10} {:>10} {:>6} | {:>8} {:>8} | {:>8} {:>8} | {:>9} {:>9} | {:>6}",
+        "{:>7}  {:<4} {:>5} {:>9} | {:>10} {:>10} {:>6} | {:>8} {:>8} | {:>8} {:>8} | {:>9} {:>9} {:>9} | {:>6}",
         "payload",
         "mode",
         "conns",
@@ -886,13 +895,14 @@ fn print_tables(rows: &[Row], plan: &Plan) {
         "raw50",
         "raw99",
         "cpu micro",
+        "cpu cli",
         "cpu raw",
         "errors"
     );
-    println!("{}", "-".repeat(137));
+    println!("{}", "-".repeat(147));
     for row in rows {
         println!(
-            "{:>7}  {:<4} {:>5} {:>9} | {:>10.0} {:>10.0} {:>6.2} | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>9.1} {:>9.1} | {:>6}",
+            "{:>7}  {:<4} {:>5} {:>9} | {:>10.0} {:>10.0} {:>6.2} | {:>8.1} {:>8.1} | {:>8.1} {:>8.1} | {:>9.1} {:>9.1} {:>9.1} | {:>6}",
             size_name(row.payload),
             match row.mode {
                 Mode::Latency => "lat",
@@ -908,6 +918,7 @@ fn print_tables(rows: &[Row], plan: &Plan) {
             row.raw.tally.percentile_us(50.0),
             row.raw.tally.percentile_us(99.0),
             row.micro.cpu_us_per_call(),
+            row.micro.client_cpu_us_per_call(),
             row.raw.cpu_us_per_call(),
             row.errors(),
         );

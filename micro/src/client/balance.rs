@@ -10,7 +10,7 @@ use super::pool::Pool;
 use crate::codec::ContentType;
 use crate::discovery::{self, Ejections, node_key};
 use crate::middleware::Request;
-use crate::registry::Node;
+use crate::registry::{Node, Service};
 use crate::runtime::Runtime;
 use crate::selector::Selector;
 use crate::server::{HEADER_ALLOWANCE, Router};
@@ -126,8 +126,7 @@ impl tower::Service<Request> for Balance {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move { shared.attempt(req).await })
+        Box::pin(Shared::attempt(self.shared.clone(), req))
     }
 }
 
@@ -136,36 +135,37 @@ fn transport_of(node: &Node) -> Option<&str> {
 }
 
 impl Shared {
-    async fn attempt(&self, req: Request) -> Result<Payload, Failure> {
-        if let Some(address) = &req.options.node {
-            let node = Node {
-                address: address.clone(),
-                ..Node::default()
-            };
+    async fn attempt(self: Arc<Self>, req: Request) -> Result<Payload, Failure> {
+        // The options are shared with the request, which `remote` consumes.
+        let options = req.options.node.is_some().then(|| req.options.clone());
+        if let Some(address) = options.as_ref().and_then(|o| o.node.as_deref()) {
             let transport = self.runtime.transport_for_address(address);
-            return self.remote(&node, &*transport, req).await;
+            return self.remote(address, &*transport, req).await;
         }
-        let node = self
+        let picked = self
             .pick(&req)
             .await
             .map_err(|e| Failure::new(e, Fault::Answered))?;
+        let node = picked.node();
         let mut guard = Attempt {
-            shared: self,
-            node: &node,
+            shared: &self,
+            node,
             service: req.service.clone(),
             deadline: req.deadline,
             settled: false,
         };
-        let outcome = match self.local(&node) {
-            Some(router) => local(&router, req).await,
+        let outcome = match self.local(node) {
+            // Boxed: the in-process path's future is larger than the network's, and every
+            // attempt's box would otherwise be that large (past the allocator's fast sizes).
+            Some(router) => Box::pin(local(&router, req)).await,
             None => {
-                let transport = self.runtime.transport_named(transport_of(&node));
-                self.remote(&node, &*transport, req).await
+                let transport = self.runtime.transport_named(transport_of(node));
+                self.remote(&node.address, &*transport, req).await
             }
         };
         guard.settle(outcome.as_ref().err().map(|f| (&f.error, f.fault)));
         outcome.map_err(|mut f| {
-            f.node = Some(node_key(&node).into());
+            f.node = Some(node_key(node).into());
             f
         })
     }
@@ -180,8 +180,25 @@ impl Shared {
 
     /// Chooses a node for `req`: registry (cached), filters, outlier ejection, then the
     /// selector. Nodes this call already tried are avoided when others remain.
-    async fn pick(&self, req: &Request) -> Result<Node, Error> {
+    async fn pick(&self, req: &Request) -> Result<Picked, Error> {
         let services = self.runtime.cache().lookup(&req.service).await?;
+        if let Some(nodes) = self.all_eligible(req, &services) {
+            // The usual case: the selector chooses among the registry's own list, copying
+            // no node.
+            let index = self.selector.select(&req.service, nodes).ok_or_else(|| {
+                Error::unavailable(
+                    "micro.client",
+                    format_args!("service {} has no nodes", req.service),
+                )
+            })?;
+            if index >= nodes.len() {
+                return Err(Error::internal(
+                    "micro.client",
+                    format_args!("the selector chose node {index} of {}", nodes.len()),
+                ));
+            }
+            return Ok(Picked::InPlace(services, index));
+        }
         let candidates = discovery::candidates(
             &req.service,
             &services,
@@ -207,18 +224,39 @@ impl Shared {
                 format_args!("service {} has no nodes", req.service),
             )
         })?;
-        Ok(pool.swap_remove(index))
+        Ok(Picked::Copied(pool.swap_remove(index)))
+    }
+
+    /// The nodes of `services` when every one of them may take `req` (one record that serves
+    /// the endpoint, no filters, nothing tried or ejected), which is what
+    /// [`pick`](Self::pick) would otherwise copy them all to find out.
+    fn all_eligible<'a>(&self, req: &Request, services: &'a [Service]) -> Option<&'a [Node]> {
+        let [service] = services else {
+            return None;
+        };
+        let serves = service.endpoints.is_empty()
+            || service.endpoints.iter().any(|e| e.name == req.endpoint);
+        let version = req.options.version.as_deref();
+        let eligible = serves
+            && version.is_none_or(|v| service.version == v)
+            && req.options.node_metadata.is_empty()
+            && req.tried.is_empty()
+            && !service.nodes.is_empty()
+            && !service.nodes.iter().any(|n| self.ejections.is_out(n));
+        eligible.then_some(&service.nodes[..])
     }
 
     /// One attempt over the network.
     async fn remote(
         &self,
-        node: &Node,
+        address: &str,
         transport: &dyn Transport,
         req: Request,
     ) -> Result<Payload, Failure> {
         if req.options.stream != 0 {
-            return self.remote_stream(node, transport, req).await;
+            // Boxed: its future is as large as the rest of the attempt, which every call would
+            // otherwise carry and copy.
+            return Box::pin(self.remote_stream(address, transport, req)).await;
         }
         let content_type = req.options.content_type.unwrap_or(self.content_type);
         let body = req.payload.to_bytes(content_type).map_err(|e| {
@@ -245,7 +283,7 @@ impl Shared {
         }
         let conn = self
             .pool
-            .get(transport, &node.address)
+            .get(transport, address)
             .await
             .map_err(|e| Failure::new(e, Fault::Refused))?;
         let timeout_ms = req.deadline.map_or(0, |d| {
@@ -293,7 +331,7 @@ impl Shared {
     /// One attempt to open a stream over the network.
     async fn remote_stream(
         &self,
-        node: &Node,
+        address: &str,
         transport: &dyn Transport,
         req: Request,
     ) -> Result<Payload, Failure> {
@@ -301,7 +339,7 @@ impl Shared {
         let flags = req.options.stream;
         let conn = self
             .pool
-            .get(transport, &node.address)
+            .get(transport, address)
             .await
             .map_err(|e| Failure::new(e, Fault::Refused))?;
         let bad = |e: crate::codec::CodecError| {
@@ -381,6 +419,23 @@ impl Shared {
         tracing::info!(%service, node = %node.address, "ejected for {backoff:?}: {why}");
         // The registry may know better by now.
         self.runtime.cache().expire(service);
+    }
+}
+
+/// The node chosen for an attempt.
+enum Picked {
+    /// Node `.1` of the only record in the registry's answer.
+    InPlace(Arc<[Service]>, usize),
+    /// A copy, from the candidates left after filtering.
+    Copied(Node),
+}
+
+impl Picked {
+    fn node(&self) -> &Node {
+        match self {
+            Picked::InPlace(services, index) => &services[0].nodes[*index],
+            Picked::Copied(node) => node,
+        }
     }
 }
 

@@ -1,64 +1,77 @@
-//! The outermost layer: a call ends with a timeout error when its deadline passes.
+//! The deadline: a call ends with a timeout error when its deadline passes.
 
-use std::task::{Context, Poll};
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tower::{Service, ServiceExt};
+use futures_util::FutureExt;
+use futures_util::future::Either;
+use tokio::time::Instant;
 
 use crate::middleware::Request;
-use crate::{BoxFuture, Error, Payload};
+use crate::{Error, Payload};
 
-/// Ends each call at its request's deadline, dropping (so cancelling) whatever runs below.
-#[derive(Clone, Debug)]
-pub(super) struct Deadline<S> {
-    inner: S,
+/// When a call must end, and what to say then.
+pub(super) struct Deadline {
+    at: Instant,
+    service: Arc<str>,
+    endpoint: Cow<'static, str>,
+    timeout: Option<Duration>,
 }
 
-impl<S> Deadline<S> {
-    pub(super) fn new(inner: S) -> Self {
-        Self { inner }
-    }
-}
-
-impl<S> Service<Request> for Deadline<S>
-where
-    S: Service<Request, Response = Payload, Error = Error> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Payload;
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<Payload, Error>>;
-
-    /// Always ready: waiting for the layers below to be ready is part of the call, and
-    /// so bounded by its deadline.
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let inner = self.inner.clone();
-        let Some(deadline) = req.deadline else {
-            return Box::pin(inner.oneshot(req));
-        };
-        let (service, endpoint, timeout) = (
-            req.service.clone(),
-            req.endpoint.clone(),
-            req.options.timeout,
-        );
-        let call = inner.oneshot(req);
-        Box::pin(async move {
-            match tokio::time::timeout_at(deadline, call).await {
-                Ok(result) => result,
-                Err(_) => Err(match timeout {
-                    Some(timeout) => Error::timeout(
-                        "micro.client",
-                        format_args!("call to {service} {endpoint} timed out after {timeout:?}"),
-                    ),
-                    None => Error::timeout(
-                        "micro.client",
-                        format_args!("call to {service} {endpoint} passed its deadline"),
-                    ),
-                }),
-            }
+impl Deadline {
+    /// The deadline of `req`, if it has one.
+    pub(super) fn of(req: &Request) -> Option<Self> {
+        Some(Self {
+            at: req.deadline?,
+            service: req.service.clone(),
+            endpoint: req.endpoint.clone(),
+            timeout: req.options.timeout,
         })
+    }
+}
+
+/// Runs `call` until `deadline`, then drops it (so cancels whatever runs below) and answers
+/// with a timeout error. `call` includes waiting for the layers below to be ready, which is
+/// part of the call and so bounded by its deadline too.
+///
+/// A step of the client's own path rather than a layer: its future is part of the call's,
+/// not a box of its own (and a combinator rather than an `async fn`, which would hold
+/// `call` twice: as its argument and in its state).
+pub(super) fn within<F>(
+    deadline: Option<Deadline>,
+    call: F,
+) -> impl Future<Output = Result<Payload, Error>>
+where
+    F: Future<Output = Result<Payload, Error>>,
+{
+    let Some(deadline) = deadline else {
+        return Either::Left(call);
+    };
+    Either::Right(
+        tokio::time::timeout_at(deadline.at, call)
+            .map(move |result| result.unwrap_or_else(|_| Err(deadline.expired()))),
+    )
+}
+
+impl Deadline {
+    fn expired(self) -> Error {
+        let Deadline {
+            service,
+            endpoint,
+            timeout,
+            ..
+        } = self;
+        match timeout {
+            Some(timeout) => Error::timeout(
+                "micro.client",
+                format_args!("call to {service} {endpoint} timed out after {timeout:?}"),
+            ),
+            None => Error::timeout(
+                "micro.client",
+                format_args!("call to {service} {endpoint} passed its deadline"),
+            ),
+        }
     }
 }

@@ -67,6 +67,7 @@
 //! ```
 
 mod balance;
+mod budget;
 mod call;
 mod conn;
 mod deadline;
@@ -81,12 +82,14 @@ pub use stream::StreamCall;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryFutureExt;
+use futures_util::future::Either;
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tower::retry::budget::TpsBudget;
 use tracing::Instrument;
 
 use crate::broker::Broker;
@@ -107,7 +110,7 @@ pub struct Client {
 
 struct Inner {
     runtime: Runtime,
-    stack: BoxService,
+    stack: Stack,
     balance: balance::Balance,
     broker: Option<Arc<dyn Broker>>,
     timeout: Duration,
@@ -360,10 +363,9 @@ impl ClientBuilder {
             per_node,
             max_frame: self.max_frame,
         });
-        let budget = Arc::new(TpsBudget::default());
+        let budget = Arc::new(budget::Budget::new(Instant::now()));
         let retrying =
-            tower::retry::Retry::new(retry::Policy::new(retries, budget), balance.clone())
-                .map_err(|failure: balance::Failure| failure.error);
+            tower::retry::Retry::new(retry::Policy::new(retries, budget), balance.clone());
         let mut layers = self.layers;
         if let Some(token) = runtime.token() {
             // Outermost, so the caller's own layers see the token too.
@@ -372,9 +374,12 @@ impl ClientBuilder {
                 crate::middleware::boxed(crate::auth::TokenLayer::new(token)),
             );
         }
-        let stack = crate::middleware::apply(&layers, BoxService::new(retrying));
-        let stack = BoxService::new(deadline::Deadline::new(stack));
-        let stack = BoxService::new(trace::Trace::new(stack, runtime.observe().clone()));
+        let stack = if layers.is_empty() {
+            Stack::Plain(retrying)
+        } else {
+            let retrying = retrying.map_err(|failure: balance::Failure| failure.error);
+            Stack::Layered(crate::middleware::apply(&layers, BoxService::new(retrying)))
+        };
         Client {
             inner: Arc::new(Inner {
                 runtime,
@@ -405,6 +410,29 @@ impl WeakClient {
     }
 }
 
+/// The layers below the call's trace and deadline.
+enum Stack {
+    /// No layers: the retry policy over balance, by type, so that a call clones a few
+    /// `Arc`s instead of a boxed stack and its future is part of the call's.
+    Plain(tower::retry::Retry<retry::Policy, balance::Balance>),
+    /// The caller's layers over the retry policy, type-erased.
+    Layered(BoxService),
+}
+
+impl Stack {
+    fn call(&self, request: Request) -> impl Future<Output = Result<Payload, Error>> + 'static {
+        match self {
+            Stack::Plain(retrying) => Either::Left(
+                retrying
+                    .clone()
+                    .oneshot(request)
+                    .map_err(|failure: balance::Failure| failure.error),
+            ),
+            Stack::Layered(stack) => Either::Right(stack.clone().oneshot(request)),
+        }
+    }
+}
+
 /// What a call asks of the client beyond its request: set through [`Call`]'s methods.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CallOptions {
@@ -419,6 +447,8 @@ pub(crate) struct CallOptions {
     pub(crate) stream: u16,
     /// For a streaming call, when the whole stream must end.
     pub(crate) stream_deadline: Option<Instant>,
+    /// When the client took the call: the instant its retry budget counts it at.
+    pub(crate) started: Option<Instant>,
 }
 
 impl Client {
@@ -555,25 +585,29 @@ impl Client {
         .content_type(ContentType::Json)
     }
 
-    /// Runs a call through the stack, under its deadline.
-    pub(crate) async fn invoke(
+    /// Runs a call through the stack, under its deadline. Call it from the task that awaits
+    /// it: the call being served there gives it its parent deadline and trace.
+    ///
+    /// Not an `async fn`: one would keep its arguments beside the request made of them.
+    pub(crate) fn invoke(
         &self,
         service: Arc<str>,
         endpoint: Cow<'static, str>,
         payload: Payload,
         mut opts: CallOptions,
-    ) -> Result<Payload, Error> {
-        let timeout = opts.timeout.unwrap_or(self.inner.timeout);
-        let mut deadline = Instant::now().checked_add(timeout).ok_or_else(|| {
-            Error::bad_request(
+    ) -> impl Future<Output = Result<Payload, Error>> + '_ {
+        let inner = &*self.inner;
+        let timeout = opts.timeout.unwrap_or(inner.timeout);
+        let started = Instant::now();
+        let Some(mut deadline) = started.checked_add(timeout) else {
+            return Either::Left(std::future::ready(Err(Error::bad_request(
                 "micro.client",
                 format_args!("timeout {timeout:?} is too long: it ends past what a clock can hold"),
-            )
-        })?;
-        if let Some(parent) = Context::current() {
-            if let Some(d) = parent.deadline() {
-                deadline = deadline.min(d);
-            }
+            ))));
+        };
+        let current = Context::current();
+        if let Some(d) = current.as_ref().and_then(Context::deadline) {
+            deadline = deadline.min(d);
         }
         let mut request = Request::new(
             service,
@@ -583,11 +617,20 @@ impl Client {
             payload,
         );
         if opts.content_type.is_none() {
-            opts.content_type = Some(self.inner.content_type);
+            opts.content_type = Some(inner.content_type);
         }
         opts.timeout = Some(timeout);
+        opts.started = Some(started);
         request.options = Arc::new(opts);
-        self.inner.stack.clone().oneshot(request).await
+        // trace → deadline → stack, as one future: the call's own.
+        let observe = inner.runtime.observe();
+        let traced = trace::Traced::start(observe, current.as_ref(), &mut request);
+        let deadline = deadline::Deadline::of(&request);
+        Either::Right(traced.run(
+            observe,
+            started,
+            deadline::within(deadline, inner.stack.call(request)),
+        ))
     }
 }
 

@@ -28,6 +28,20 @@ struct Slot {
     dialing: tokio::sync::Mutex<()>,
 }
 
+/// One slot of an address's, holding the address's entry.
+struct SlotRef {
+    slots: Arc<Slots>,
+    index: usize,
+}
+
+impl std::ops::Deref for SlotRef {
+    type Target = Slot;
+
+    fn deref(&self) -> &Slot {
+        &self.slots.slots[self.index]
+    }
+}
+
 impl Slot {
     fn live(&self) -> Option<Arc<Conn>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -61,6 +75,16 @@ impl Pool {
         transport: &dyn Transport,
         addr: &str,
     ) -> Result<Arc<Conn>, Error> {
+        let slot = self.slot(addr);
+        if let Some(conn) = slot.live() {
+            return Ok(conn);
+        }
+        // Boxed, so that the future of every call does not carry the dial's.
+        Box::pin(self.dial(&slot, transport, addr)).await
+    }
+
+    /// The next slot of `addr`'s, made on first use.
+    fn slot(&self, addr: &str) -> SlotRef {
         let slots = match self.nodes.get(addr) {
             Some(slots) => slots.clone(),
             None => {
@@ -76,10 +100,16 @@ impl Pool {
                     .clone()
             }
         };
-        let slot = &slots.slots[slots.next.fetch_add(1, Ordering::Relaxed) % slots.slots.len()];
-        if let Some(conn) = slot.live() {
-            return Ok(conn);
-        }
+        let index = slots.next.fetch_add(1, Ordering::Relaxed) % slots.slots.len();
+        SlotRef { slots, index }
+    }
+
+    async fn dial(
+        &self,
+        slot: &Slot,
+        transport: &dyn Transport,
+        addr: &str,
+    ) -> Result<Arc<Conn>, Error> {
         let _dialing = slot.dialing.lock().await;
         if let Some(conn) = slot.live() {
             return Ok(conn);

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower::retry::budget::{Budget, TpsBudget};
 
 use super::balance::{Failure, Fault};
+use super::budget::Budget;
 use crate::Payload;
 use crate::middleware::Request;
 
@@ -24,11 +24,11 @@ pub(super) struct Policy {
     remaining: u32,
     attempts: u32,
     backoff: Duration,
-    budget: Arc<TpsBudget>,
+    budget: Arc<Budget>,
 }
 
 impl Policy {
-    pub(super) fn new(retries: u32, budget: Arc<TpsBudget>) -> Self {
+    pub(super) fn new(retries: u32, budget: Arc<Budget>) -> Self {
         Self {
             remaining: retries,
             attempts: 0,
@@ -46,9 +46,11 @@ impl tower::retry::Policy<Request, Payload, Failure> for Policy {
         req: &mut Request,
         result: &mut Result<Payload, Failure>,
     ) -> Option<Self::Future> {
-        // Each call deposits once, so retries stay a fraction of the calls made.
+        // Each call deposits once, so retries stay a fraction of the calls made; at the
+        // instant it started, so that no clock is read on the way of a call that succeeds.
         if self.attempts == 0 {
-            self.budget.deposit();
+            self.budget
+                .deposit(req.options.started.unwrap_or_else(Instant::now));
         }
         self.attempts += 1;
         let failure = result.as_mut().err()?;
@@ -65,10 +67,11 @@ impl tower::retry::Policy<Request, Payload, Failure> for Policy {
             _ => self.backoff,
         };
         let wait = base + Duration::from_micros(fastrand::u64(..=base.as_micros() as u64));
-        if req.deadline.is_some_and(|d| Instant::now() + wait >= d) {
+        let now = Instant::now();
+        if req.deadline.is_some_and(|d| now + wait >= d) {
             return None;
         }
-        if !self.budget.withdraw() {
+        if !self.budget.withdraw(now) {
             tracing::debug!(service = %req.service, "not retrying: the retry budget is spent");
             return None;
         }

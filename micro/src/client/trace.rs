@@ -1,91 +1,83 @@
-//! The outermost layer: a span per call, whose W3C trace context travels in the metadata, and
+//! The outermost step of a call: a span whose W3C trace context travels in the metadata, and
 //! the client-side call metrics.
 
+use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use tokio::time::Instant;
-
-use tower::{Service, ServiceExt};
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use crate::metrics::{Observe, Side};
 use crate::middleware::Request;
 use crate::telemetry::{TraceParent, trace};
-use crate::{BoxFuture, Context, Error, Payload};
+use crate::{Context, Error, Payload};
 
-/// Opens a `call` span around each call (retries and the deadline included) and sends its
-/// context as `traceparent`. The parent is a `traceparent` already in the call's metadata
-/// (a gateway passing on its request's), else the call being served on this task.
-#[derive(Clone, Debug)]
-pub(super) struct Trace<S> {
-    inner: S,
-    observe: Arc<Observe>,
+/// A call's span, and its labels when the client records metrics.
+pub(super) struct Traced {
+    span: Span,
+    labels: Option<(Arc<str>, Cow<'static, str>)>,
 }
 
-impl<S> Trace<S> {
-    pub(super) fn new(inner: S, observe: Arc<Observe>) -> Self {
-        Self { inner, observe }
-    }
-}
-
-impl<S> Service<Request> for Trace<S>
-where
-    S: Service<Request, Response = Payload, Error = Error> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Payload;
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<Payload, Error>>;
-
-    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        let inner = self.inner.clone();
+impl Traced {
+    /// Opens the `call` span of `req` and puts its context in the metadata as
+    /// `traceparent`. The parent is a `traceparent` already there (a gateway passing on its
+    /// request's), else `current`, the call being served on this task.
+    pub(super) fn start(observe: &Observe, current: Option<&Context>, req: &mut Request) -> Self {
         let span = trace::client_span(&req.service, &req.endpoint);
-        let current = Context::current();
-        let parent = TraceParent::from_metadata(&req.metadata)
-            .or_else(|| current.as_ref().and_then(Context::trace));
+        let parent = TraceParent::from_metadata(&req.metadata).or_else(|| current?.trace());
         if let Some(tp) = trace::link(&span, parent) {
-            let state = current.as_ref().and_then(|c| c.trace_state());
+            let state = current.and_then(|c| c.trace_state());
             trace::inject(&mut req.metadata, &tp, state);
         }
-        if !self.observe.enabled() {
+        let labels = observe
+            .enabled()
+            .then(|| (req.service.clone(), req.endpoint.clone()));
+        Self { span, labels }
+    }
+
+    /// Runs `call` (retries and the deadline included) inside the span, and records it in
+    /// the client's metrics, timed from `started`.
+    ///
+    /// A step of the client's own path rather than a layer: its future is part of the
+    /// call's, not a box of its own, and with spans and metrics off it is `call` itself.
+    pub(super) fn run<'a, F>(
+        self,
+        observe: &'a Observe,
+        started: Instant,
+        call: F,
+    ) -> impl Future<Output = Result<Payload, Error>> + 'a
+    where
+        F: Future<Output = Result<Payload, Error>> + 'a,
+    {
+        let Self { span, labels } = self;
+        let Some((service, endpoint)) = labels else {
             if span.is_disabled() {
-                return Box::pin(inner.oneshot(req));
+                return Either::Left(call);
             }
-            return Box::pin(
-                async move {
-                    let result = inner.oneshot(req).await;
-                    trace::record_outcome(&tracing::Span::current(), &result);
-                    result
-                }
-                .instrument(span),
-            );
-        }
-        let observe = self.observe.clone();
-        let (service, endpoint) = (req.service.clone(), req.endpoint.clone());
-        Box::pin(
-            async move {
-                let start = Instant::now();
-                let result = inner.oneshot(req).await;
-                let code = result.as_ref().err().map_or(0, |e| e.code);
-                // A name nothing serves is counted under one label, so callers that pass
-                // names through (a gateway) cannot grow the metrics without bound.
-                let unknown = matches!(&result, Err(e) if e.code == 404
-                    && (e.id == "micro.client" || e.id == "micro.server"));
-                let (service, endpoint) = if unknown {
-                    ("unknown", "unknown")
-                } else {
-                    (&*service, &*endpoint)
-                };
-                observe.call(Side::Client, service, endpoint, start.elapsed(), code);
-                trace::record_outcome(&tracing::Span::current(), &result);
+            let recorded = call.map(|result| {
+                trace::record_outcome(&Span::current(), &result);
                 result
-            }
-            .instrument(span),
-        )
+            });
+            return Either::Right(Either::Left(recorded.instrument(span)));
+        };
+        let measured = call.map(move |result| {
+            let code = result.as_ref().err().map_or(0, |e| e.code);
+            // A name nothing serves is counted under one label, so callers that pass names
+            // through (a gateway) cannot grow the metrics without bound.
+            let unknown = matches!(&result, Err(e) if e.code == 404
+                && (e.id == "micro.client" || e.id == "micro.server"));
+            let (service, endpoint) = if unknown {
+                ("unknown", "unknown")
+            } else {
+                (&*service, &*endpoint)
+            };
+            observe.call(Side::Client, service, endpoint, started.elapsed(), code);
+            trace::record_outcome(&Span::current(), &result);
+            result
+        });
+        Either::Right(Either::Right(measured.instrument(span)))
     }
 }
