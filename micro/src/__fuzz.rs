@@ -64,8 +64,28 @@ enum Kind {
     Struct { a: Vec<u32>, b: Option<String> },
 }
 
+/// A recursive type, the shape of a syntax tree: a body nests it as deep as it likes, and the
+/// decoder must refuse rather than overflow its stack.
+#[derive(Debug, Serialize, Deserialize)]
+enum Tree {
+    Leaf(i64),
+    Neg(Box<Tree>),
+    Node {
+        children: Vec<Tree>,
+        next: Option<Box<Tree>>,
+    },
+}
+
+/// A recursion with no brackets in JSON and one byte a level in bincode.
+#[derive(Debug, Serialize, Deserialize)]
+struct Chain(Option<Box<Chain>>);
+
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+struct Empty {}
+
 /// A body in `content_type`, decoded as the server decodes a request (and the client a
-/// reply): through [`Payload::decode`], as each of several representative types.
+/// reply): through [`Payload::decode`], as each of several representative types, including
+/// recursive ones and sequences of zero-sized elements (which cost time, not bytes).
 pub fn body(content_type: ContentType, data: &[u8]) {
     let bytes = Bytes::copy_from_slice(data);
     let p = || Payload::encoded(content_type, bytes.clone());
@@ -77,6 +97,11 @@ pub fn body(content_type: ContentType, data: &[u8]) {
     let _ = p().decode::<Representative>();
     let _ = p().decode::<crate::Error>();
     let _ = p().decode::<crate::registry::Service>();
+    let _ = p().decode::<Tree>();
+    let _ = p().decode::<Chain>();
+    let _ = p().decode::<Vec<()>>();
+    let _ = p().decode::<Vec<Vec<Empty>>>();
+    let _ = p().decode::<BTreeMap<(), Empty>>();
 }
 
 /// A registry record as every backend stores it: a local entry file (the same shape as a

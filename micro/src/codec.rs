@@ -13,10 +13,15 @@
 //! assert_eq!(back, [1, 2, 3]);
 //! ```
 
+mod limits;
+
 use std::fmt;
 
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
+
+use self::limits::{Budget, Limited};
+pub use self::limits::{MAX_DEPTH, SPARE_ELEMENTS};
 
 /// A way to turn serde types into bytes and back.
 ///
@@ -51,6 +56,10 @@ pub trait Codec {
 ///
 /// bincode cannot encode types that need `deserialize_any`, such as `serde_json::Value` or
 /// `#[serde(flatten)]`; use JSON for those.
+///
+/// Decoding is bounded by the body, in both codecs: no allocation from a length the body does
+/// not hold, at most [`MAX_DEPTH`] levels of nesting, and at most one element of a sequence
+/// or map per byte plus [`SPARE_ELEMENTS`] (see the [wire format](crate::wire)).
 ///
 /// ```
 /// use micro::codec::{Bincode, Codec};
@@ -94,18 +103,63 @@ impl Codec for Bincode {
 /// sixteen, so a valid body can claim up to sixteen times its size.
 const CLAIM_FACTOR: usize = 16;
 
-/// Decodes with bincode's allocation limit set to `LIMIT` bytes.
+/// Decodes with bincode's allocation limit set to `LIMIT` bytes, and within the depth and
+/// element limits of [`limits`].
 fn decode_within<T: DeserializeOwned, const LIMIT: usize>(
     bytes: &[u8],
 ) -> Result<(T, usize), CodecError> {
     let config = bincode::config::standard().with_limit::<LIMIT>();
-    bincode::serde::decode_from_slice(bytes, config).map_err(|e| match e {
-        bincode::error::DecodeError::LimitExceeded => CodecError(format!(
-            "a length in the body claims more than the {} bytes received",
-            bytes.len()
+    let budget = Budget::new(bytes.len());
+    let mut unread = Unread(bytes);
+    let mut decoder = bincode::serde::OwnedSerdeDecoder::from_reader(&mut unread, config);
+    match T::deserialize(Limited::<_, false>::new(decoder.as_deserializer(), &budget)) {
+        // A visitor may have swallowed the error of a limit it ran into.
+        Ok(value) if budget.exceeded().is_none() => Ok((value, bytes.len() - unread.0.len())),
+        Ok(_) => Err(refused(&budget, None, bytes.len())),
+        Err(e) => Err(refused(&budget, Some(e), bytes.len())),
+    }
+}
+
+/// The error for a bincode body of `len` bytes that failed with `error` (or only ran into a
+/// limit): the limit it ran into first, whatever error that caused.
+#[cold]
+fn refused(budget: &Budget, error: Option<bincode::error::DecodeError>, len: usize) -> CodecError {
+    match (budget.exceeded(), error) {
+        (Some(limit), _) => CodecError(limit.to_string()),
+        (None, Some(bincode::error::DecodeError::LimitExceeded)) => CodecError(format!(
+            "a length in the body claims more than the {len} bytes received"
         )),
-        e => CodecError(e.to_string()),
-    })
+        (None, Some(e)) => CodecError(e.to_string()),
+        (None, None) => CodecError("the body could not be decoded".into()),
+    }
+}
+
+/// What bincode has not read yet of a body. bincode's own slice reader does not say how far
+/// it got once it sits inside the serde decoder that [`Limited`] wraps.
+struct Unread<'a>(&'a [u8]);
+
+impl bincode::de::read::Reader for Unread<'_> {
+    #[inline]
+    fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+        let Some((read, rest)) = self.0.split_at_checked(bytes.len()) else {
+            return Err(bincode::error::DecodeError::UnexpectedEnd {
+                additional: bytes.len() - self.0.len(),
+            });
+        };
+        bytes.copy_from_slice(read);
+        self.0 = rest;
+        Ok(())
+    }
+
+    #[inline]
+    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+        self.0.get(..n)
+    }
+
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        self.0 = self.0.get(n..).unwrap_or_default();
+    }
 }
 
 /// JSON via `serde_json`.
@@ -127,7 +181,18 @@ impl Codec for Json {
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         // An empty body is how tools say "no request"; treat it as JSON null so `()` decodes.
         let bytes = if bytes.is_empty() { b"null" } else { bytes };
-        serde_json::from_slice(bytes).map_err(|e| CodecError(e.to_string()))
+        // serde_json stops at 128 nested brackets, but a newtype around an `Option` recurses
+        // without one: the depth limit applies to JSON too.
+        let budget = Budget::new(bytes.len());
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let result = T::deserialize(Limited::<_, true>::new(&mut de, &budget)).and_then(|value| {
+            de.end()?;
+            Ok(value)
+        });
+        if let Some(limit) = budget.exceeded() {
+            return Err(CodecError(limit.to_string()));
+        }
+        result.map_err(|e| CodecError(e.to_string()))
     }
 }
 
