@@ -8,6 +8,16 @@ use std::path::PathBuf;
 use support::cdp::Browser;
 use support::{World, get, post};
 
+/// Waits until a service page is whole: its style sheet applied (the mouse clicks where
+/// elements are laid out) and its script has set the call form up.
+fn form_ready(browser: &mut Browser) {
+    browser.wait_until(
+        "the call form, set up",
+        "document.readyState === 'complete' \
+         && document.getElementById('request-type').textContent !== ''",
+    );
+}
+
 /// Where the screenshot of the last step is kept, to look at.
 fn screenshot_path() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web_dashboard.png")
@@ -38,10 +48,8 @@ fn the_dashboard_lists_a_running_service_and_its_call_form_returns_the_real_repl
 
     // A person clicks through to the service.
     browser.click("a.card.service");
-    browser.wait_until(
-        "the service page",
-        "location.pathname === '/service/demo' && document.getElementById('call-form')",
-    );
+    browser.wait_until("the service page", "location.pathname === '/service/demo'");
+    form_ready(&mut browser);
     let endpoints = browser.text("table.endpoints");
     for expected in ["Greeter.Hello", "HelloRequest", "HelloReply", "Debug.Stats"] {
         assert!(endpoints.contains(expected), "{expected} in {endpoints}");
@@ -244,14 +252,17 @@ fn the_call_form_opens_streams_of_every_kind_and_stops_them() {
     let (_web, url) = world.serve(&["web", "--address", "127.0.0.1:0"]);
     let mut browser = Browser::launch(1280, 900);
     browser.navigate(&format!("{url}/service/feed"));
-    browser.wait_until("the call form", "document.getElementById('call-form')");
+    form_ready(&mut browser);
     let status = "document.getElementById('reply-status').textContent";
     let body = "document.getElementById('reply-body').textContent";
 
     // Both ways: the requests are a JSON array, one message each; replies as they come.
     browser.click("[data-try='Feed.Upper']");
+    browser.wait_until(
+        "the bidi endpoint chosen",
+        "document.getElementById('request-type').textContent.includes('bidi stream')",
+    );
     assert_eq!(browser.text("#call-button"), "Open stream");
-    assert!(browser.text("#request-type").contains("bidi stream"));
     browser.type_into("#request", r#"["ship", "sail"]"#);
     browser.click("#call-button");
     browser.wait_until("the stream's end", &format!("{status} === 'ended'"));
