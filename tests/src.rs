@@ -509,6 +509,16 @@ pub mod raw {
         .expect("a frame or the end of the stream within 10 s")
     }
 
+    /// The call id of the next frame, without a time limit (a client keeps its connection
+    /// open between calls); `None` when the stream ended.
+    pub async fn next_request(s: &mut (impl AsyncRead + Unpin)) -> Option<u64> {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.ok()?;
+        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut frame).await.ok()?;
+        Some(u64::from_be_bytes(frame.get(4..12)?.try_into().ok()?))
+    }
+
     /// Reads one request frame (as a server would) and returns its call id.
     pub async fn read_request_id(s: &mut (impl AsyncRead + Unpin)) -> u64 {
         let (kind, id, _) = read_frame(s).await.expect("a request");

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use micro::codec::Codec;
 use serde::{Deserialize, Serialize};
-use tests::raw::{self, read_frame};
+use tests::raw::{self, next_request, read_frame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -255,16 +255,6 @@ async fn a_million_deep_recursive_request_is_a_bad_request_not_a_stack_overflow(
     still_served(&mut s, 13).await;
     drop(s);
     service.stop().await;
-}
-
-/// The call id of the next frame, without a time limit: the client keeps its connection.
-async fn next_request(s: &mut TcpStream) -> Option<u64> {
-    use tokio::io::AsyncReadExt;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await.ok()?;
-    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut frame).await.ok()?;
-    Some(u64::from_be_bytes(frame[4..12].try_into().ok()?))
 }
 
 /// A server that answers every request with `body`.

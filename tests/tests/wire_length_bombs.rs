@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use micro::codec::Codec;
-use tests::raw::{self, length_bomb, read_frame};
+use tests::raw::{self, length_bomb, next_request, read_frame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -78,16 +78,6 @@ async fn length_bombs_in_requests_are_bad_requests_and_the_service_lives() {
     assert_eq!(micro::codec::Bincode::decode::<usize>(&body).unwrap(), 5);
     drop(s);
     service.stop().await;
-}
-
-/// The call id of the next frame, without a time limit: the client keeps its connection.
-async fn next_request(s: &mut TcpStream) -> Option<u64> {
-    use tokio::io::AsyncReadExt;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await.ok()?;
-    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut frame).await.ok()?;
-    Some(u64::from_be_bytes(frame[4..12].try_into().ok()?))
 }
 
 /// A server that answers every request with a length bomb of `len`.
