@@ -1,5 +1,6 @@
 //! The Prometheus registry of a runtime, and its HTTP listener.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -26,11 +27,18 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
+/// An endpoint's request counter and latency histogram.
+type Handles = (Counter, Histogram);
+
 /// One side's (client or server) call metrics.
 struct Calls {
     requests: Family<Labels, Counter>,
     errors: Family<CodeLabels, Counter>,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Per service and endpoint, its request counter and latency histogram (handles to the
+    /// families' own), found by name: a call records without building labels or looking
+    /// through the families. Holds no more entries than the families do.
+    handles: dashmap::DashMap<Box<str>, HashMap<Box<str>, Handles>>,
 }
 
 impl Calls {
@@ -39,6 +47,7 @@ impl Calls {
             requests: Family::default(),
             errors: Family::default(),
             latency: Family::new_with_constructor(latency),
+            handles: dashmap::DashMap::new(),
         };
         registry.register(
             format!("micro_{side}_requests"),
@@ -163,21 +172,36 @@ impl Metrics {
             Side::Client => &self.client,
             Side::Server => &self.server,
         };
-        let labels = [
-            ("service", service.to_owned()),
-            ("endpoint", endpoint.to_owned()),
-        ];
-        calls.requests.get_or_create(&labels).inc();
-        calls
-            .latency
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
-        if code != 0 {
-            let [service, endpoint] = labels;
+        let secs = took.as_secs_f64();
+        let recorded = calls.handles.get(service).is_some_and(|endpoints| {
+            endpoints.get(endpoint).is_some_and(|(requests, latency)| {
+                requests.inc();
+                latency.observe(secs);
+                true
+            })
+        });
+        if !recorded {
+            let labels = [
+                ("service", service.to_owned()),
+                ("endpoint", endpoint.to_owned()),
+            ];
+            let requests = calls.requests.get_or_create(&labels).clone();
+            let latency = calls.latency.get_or_create(&labels).clone();
+            requests.inc();
+            latency.observe(secs);
             calls
-                .errors
-                .get_or_create(&[service, endpoint, ("code", code.to_string())])
-                .inc();
+                .handles
+                .entry(service.into())
+                .or_default()
+                .insert(endpoint.into(), (requests, latency));
+        }
+        if code != 0 {
+            let labels = [
+                ("service", service.to_owned()),
+                ("endpoint", endpoint.to_owned()),
+                ("code", code.to_string()),
+            ];
+            calls.errors.get_or_create(&labels).inc();
         }
     }
 
