@@ -51,7 +51,8 @@ use crate::Failure;
 use crate::cli::ApiArgs;
 use crate::env::Env;
 use crate::http::{
-    Guard, bearer_metadata, call_endpoint, error_response, guard, json_response, parse_json,
+    Guard, bearer_metadata, call_endpoint, error_response, exposed, guard, json_response,
+    parse_json,
 };
 use crate::socket::Streams;
 
@@ -131,26 +132,9 @@ fn admit(
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(String, String, Bytes), Error> {
-    let (service, endpoint) = exposed(gw, path)?;
+    let (service, endpoint) = exposed(ID, gw.allow.as_deref(), path)?;
     let body = body.map_err(|e| Error::new(ID, e.status().as_u16(), e.body_text()))?;
     Ok((service, endpoint, body))
-}
-
-/// The service and endpoint of a request's path, when this gateway exposes the service.
-fn exposed(
-    gw: &Gateway,
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(String, String), Error> {
-    let Path((service, endpoint)) = path.map_err(|e| Error::bad_request(ID, e.body_text()))?;
-    if let Some(allow) = &gw.allow {
-        if !allow.contains(&service) {
-            return Err(Error::forbidden(
-                ID,
-                format_args!("service {service} is not exposed by this gateway"),
-            ));
-        }
-    }
-    Ok((service, endpoint))
 }
 
 async fn call(

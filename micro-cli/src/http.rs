@@ -243,6 +243,24 @@ pub(crate) async fn guard(
     next.run(request).await
 }
 
+/// The service and endpoint of a request's path, when `allow` (`None`: every service) lets
+/// the service through; `id` names the server in the error.
+pub(crate) fn exposed(
+    id: &str,
+    allow: Option<&std::collections::HashSet<String>>,
+    path: Result<axum::extract::Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> Result<(String, String), Error> {
+    let axum::extract::Path((service, endpoint)) =
+        path.map_err(|e| Error::bad_request(id, e.body_text()))?;
+    if allow.is_some_and(|allow| !allow.contains(&service)) {
+        return Err(Error::forbidden(
+            id,
+            format_args!("service {service} is not exposed by this gateway"),
+        ));
+    }
+    Ok((service, endpoint))
+}
+
 /// JSON from a request body or argument; empty (or only whitespace) is `null`, which is how
 /// tools say "no request".
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {

@@ -31,7 +31,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::trace_metadata;
-use crate::http::{bearer_metadata, error_response, parse_json};
+use crate::http::{bearer_metadata, error_response, exposed, parse_json};
 use crate::stream::kind_of;
 
 /// Requests read ahead of the service's credit.
@@ -62,18 +62,10 @@ pub(crate) async fn open(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let id = streams.id;
-    let (service, endpoint) = match path {
-        Ok(Path(path)) => path,
-        Err(e) => return error_response(&Error::bad_request(id, e.body_text())),
+    let (service, endpoint) = match exposed(id, streams.allow.as_deref(), path) {
+        Ok(exposed) => exposed,
+        Err(e) => return error_response(&e),
     };
-    if let Some(allow) = &streams.allow {
-        if !allow.contains(&service) {
-            return error_response(&Error::forbidden(
-                id,
-                format_args!("service {service} is not exposed by this gateway"),
-            ));
-        }
-    }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(e) => {

@@ -50,6 +50,25 @@ impl Failure {
     }
 }
 
+/// A connection's failure to carry a call: provably not sent, or lost on the way.
+impl From<super::Failure> for Failure {
+    fn from(failure: super::Failure) -> Self {
+        match failure {
+            super::Failure::NotRun(e) => Failure::new(e, Fault::Refused),
+            super::Failure::Final(e) => Failure::new(e, Fault::Lost),
+        }
+    }
+}
+
+/// The time left before `deadline` as the request header carries it: whole milliseconds, at
+/// least 1 (0 is for no deadline).
+fn wire_timeout(deadline: Option<Instant>) -> u32 {
+    deadline.map_or(0, |d| {
+        let ms = d.saturating_duration_since(Instant::now()).as_millis();
+        u32::try_from(ms).unwrap_or(u32::MAX).max(1)
+    })
+}
+
 pub(super) struct Settings {
     pub(super) runtime: Runtime,
     pub(super) selector: Arc<dyn Selector>,
@@ -286,10 +305,7 @@ impl Shared {
             .get(transport, address)
             .await
             .map_err(|e| Failure::new(e, Fault::Refused))?;
-        let timeout_ms = req.deadline.map_or(0, |d| {
-            let ms = d.saturating_duration_since(Instant::now()).as_millis();
-            u32::try_from(ms).unwrap_or(u32::MAX).max(1)
-        });
+        let timeout_ms = wire_timeout(req.deadline);
         let Request {
             service,
             endpoint,
@@ -307,10 +323,7 @@ impl Shared {
                 body,
             })
             .await
-            .map_err(|f| match f {
-                super::Failure::NotRun(e) => Failure::new(e, Fault::Refused),
-                super::Failure::Final(e) => Failure::new(e, Fault::Lost),
-            })?;
+            .map_err(Failure::from)?;
         match frame {
             Frame::Reply {
                 content_type, body, ..
@@ -368,10 +381,7 @@ impl Shared {
             (body, None)
         };
         let deadline = req.options.stream_deadline;
-        let timeout_ms = deadline.map_or(0, |d| {
-            let ms = d.saturating_duration_since(Instant::now()).as_millis();
-            u32::try_from(ms).unwrap_or(u32::MAX).max(1)
-        });
+        let timeout_ms = wire_timeout(deadline);
         let Request {
             service,
             endpoint,
@@ -397,10 +407,7 @@ impl Shared {
                 deadline,
             )
             .await
-            .map_err(|f| match f {
-                super::Failure::NotRun(e) => Failure::new(e, Fault::Refused),
-                super::Failure::Final(e) => Failure::new(e, Fault::Lost),
-            })?;
+            .map_err(Failure::from)?;
         answer.map_err(|(error, not_run)| {
             Failure::new(
                 error,
